@@ -1,0 +1,1 @@
+//! Dataset rows (JSONL, EasyR1, OmniMedVQA) and deterministic synthetic task generators.

@@ -1,0 +1,1 @@
+//! Model-agnostic GRPO / Dr.GRPO / DAPO training core on burn.

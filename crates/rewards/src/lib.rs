@@ -1,0 +1,1 @@
+//! Verifiers for R1-style RL: format, accuracy, IoU, Dynamic IoU, detection, counting, OCR.
