@@ -188,6 +188,52 @@ fn processor_built_vlm_cases_match_transformers() {
     }
 }
 
+/// While decoding with a KV cache, transformers feeds each new token the id
+/// `attended tokens before it + rope_delta` on all three axes (captured from
+/// `generate` by the fixture script).
+#[test]
+fn decode_positions_match_transformers_generate() {
+    for (model, family) in [
+        ("qwen2-vl-tiny", "qwen2_vl"),
+        ("qwen2_5-vl-tiny", "qwen2_5_vl"),
+    ] {
+        let doc = load(&format!("{model}/cases.json"));
+        let config = config_for(family, &doc);
+        for case in doc["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let input_ids = ids(&case["input_ids"]);
+            let attention = mask(&case["attention_mask"]);
+            let secs = seconds(case.get("second_per_grid_ts"));
+            let index = get_rope_index(
+                &config,
+                &input_ids,
+                Some(attention.as_slice()),
+                &grids(&case["image_grid_thw"]),
+                &grids(&case["video_grid_thw"]),
+                secs.as_deref(),
+            )
+            .unwrap();
+            let steps = case["decode_position_ids"].as_array().unwrap();
+            assert_eq!(
+                steps.len(),
+                case["max_new_tokens"].as_u64().unwrap() as usize - 1
+            );
+            for (k, step) in steps.iter().enumerate() {
+                for (axis, per_row) in step.as_array().unwrap().iter().enumerate() {
+                    for (row, want) in per_row.as_array().unwrap().iter().enumerate() {
+                        let prompt = attention[row].iter().filter(|&&m| m).count();
+                        assert_eq!(
+                            index.decode_position(row, prompt + k),
+                            want.as_i64(),
+                            "{model}/{name}: step {k} axis {axis} row {row}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn no_mask_equals_all_ones_mask() {
     let config = RopeIndexConfig::qwen2_vl(IMAGE, VIDEO, 2);
