@@ -894,6 +894,29 @@ def run_processor(processor, family: str, conversations: list) -> tuple[dict, li
     return enc, texts, image_names, has_video
 
 
+def capture_generation_positions(model, inputs: dict) -> tuple[list, list]:
+    """Position ids the language model receives during cached greedy generation.
+
+    Returns the prefill's text positions `[batch][seq]` (cumsum(mask) - 1, the row
+    transformers uses for the causal/padding mask) and, per decode step, the M-RoPE ids
+    `[3][batch]` of the fed token (equal on the three axes: attended tokens before it +
+    rope_delta)."""
+    seen = []
+
+    def hook(_module, _args, kwargs):
+        seen.append(kwargs["position_ids"].clone())
+
+    handle = model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, use_cache=True)
+    finally:
+        handle.remove()
+    prefill = seen[0]
+    assert prefill.shape[0] == 4, "transformers 5 passes [text; t; h; w] position rows"
+    decode = [step[1:, :, 0].tolist() for step in seen[1:]]
+    return prefill[0].tolist(), decode
+
+
 def make_vlm(name: str, spec: dict, tok: Tokenizer) -> None:
     print(f"[vlm] {name}", flush=True)
     family = spec["family"]
@@ -984,6 +1007,7 @@ def make_vlm(name: str, spec: dict, tok: Tokenizer) -> None:
                 tensors[f"{case_name}.last_logits"] = logits
                 logits_key = "last_logits"
             gen_c, gen_nc, margin = generate_pair(model, dict(enc))
+            text_positions, decode_positions = capture_generation_positions(model, dict(enc))
 
             case = dict(
                 name=case_name,
@@ -1002,6 +1026,8 @@ def make_vlm(name: str, spec: dict, tok: Tokenizer) -> None:
                 rope_deltas=rope_deltas.reshape(-1).tolist(),
                 generated_ids_cache=gen_c,
                 generated_ids_no_cache=gen_nc,
+                text_position_ids=text_positions,
+                decode_position_ids=decode_positions,
                 min_greedy_margin=margin,
                 max_new_tokens=MAX_NEW_TOKENS,
                 logits_key=logits_key,
