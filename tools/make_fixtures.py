@@ -387,6 +387,37 @@ def qwen2_config(spec: dict) -> Qwen2Config:
     return cfg
 
 
+def published_lm_config(cfg: Qwen2Config, spec: dict) -> dict:
+    """The same model in the layout published Qwen2 checkpoints use (e.g. Qwen2-0.5B-Instruct):
+    top-level `rope_theta`, `torch_dtype`, no `rope_parameters` / `layer_types`."""
+    c = spec["config"]
+    return dict(
+        architectures=["Qwen2ForCausalLM"],
+        attention_dropout=0.0,
+        bos_token_id=ENDOFTEXT_ID,
+        eos_token_id=IM_END_ID,
+        hidden_act="silu",
+        hidden_size=c["hidden_size"],
+        initializer_range=0.02,
+        intermediate_size=c["intermediate_size"],
+        max_position_embeddings=cfg.max_position_embeddings,
+        max_window_layers=cfg.max_window_layers,
+        model_type="qwen2",
+        num_attention_heads=c["num_attention_heads"],
+        num_hidden_layers=c["num_hidden_layers"],
+        num_key_value_heads=c["num_key_value_heads"],
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_theta=c["rope_theta"],
+        sliding_window=4096,
+        tie_word_embeddings=c["tie_word_embeddings"],
+        torch_dtype=spec["dtype"],
+        transformers_version="4.40.1",
+        use_cache=True,
+        use_sliding_window=False,
+        vocab_size=MODEL_VOCAB,
+    )
+
+
 def generate_pair(model, inputs: dict, **kw) -> tuple[list[list[int]], list[list[int]], float]:
     """Greedy generation with and without KV cache; returns new tokens only + min margin."""
     prompt_len = inputs["input_ids"].shape[1]
@@ -425,6 +456,12 @@ def make_lm(name: str, spec: dict, tok: Tokenizer) -> None:
         round_to_bf16_(model)  # the reference runs f32 on exactly the bf16 values on disk
     cfg.dtype = spec["dtype"]
     cfg.save_pretrained(model_dir)
+    published = published_lm_config(cfg, spec)
+    write_json(model_dir / "config.published.json", published)
+    flat = Qwen2Config.from_dict(published)
+    assert flat.rope_parameters["rope_theta"] == spec["config"]["rope_theta"]
+    assert flat.num_key_value_heads == cfg.num_key_value_heads
+    assert flat.tie_word_embeddings == cfg.tie_word_embeddings
     state = model.state_dict()
     if cfg.tie_word_embeddings:
         state.pop("lm_head.weight", None)
