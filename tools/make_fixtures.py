@@ -218,6 +218,14 @@ def save_tokenizer(directory: Path, tok: Tokenizer) -> Qwen2Tokenizer:
     write_json(cfg_path, cfg)
     # Re-save tokenizer.json through `tokenizers` so its layout is the library's own.
     tok.save(str(directory / "tokenizer.json"), pretty=True)
+    # The Python `decoders.ByteLevel` binding ignores its flags; write the decoder and the
+    # ByteLevel post-processor exactly as the published Qwen2 tokenizer.json has them.
+    tj_path = directory / "tokenizer.json"
+    tj = json.loads(tj_path.read_text(encoding="utf-8"))
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    tj["decoder"] = dict(byte_level)
+    tj["post_processor"] = dict(byte_level)
+    tj_path.write_text(json.dumps(tj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     reloaded = Qwen2Tokenizer.from_pretrained(directory)
     assert reloaded.chat_template == QWEN2_VL_CHAT_TEMPLATE
     return reloaded
