@@ -1,11 +1,17 @@
 //! `recipes`: the vlrl command line. One subcommand per paper recipe, plus
 //! the tools around them (pretrain the bundled model, chat with a checkpoint).
 
+mod generate;
+
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "recipes", version, about = "vlrl recipes: R1-style RL for vision-language models")]
+#[command(
+    name = "recipes",
+    version,
+    about = "vlrl recipes: R1-style RL for vision-language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,8 +29,8 @@ enum Command {
     LmmR1,
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
     Pretrain,
-    /// Chat with a Hugging Face checkpoint directory.
-    Generate,
+    /// Chat with (or complete a prompt on) a Hugging Face checkpoint directory.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> Result<()> {
@@ -33,13 +39,18 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate(args) => generate::run(args),
         other => not_built(&other),
     }
 }
 
 fn not_built(command: &Command) -> Result<()> {
-    bail!("`{command:?}` is not built yet: see the status table in README.md")
+    bail!(
+        "`{command:?}` is not built yet: it needs the VLM composition and the recipe \
+         assembly (issues 7-9); see the status table in README.md"
+    )
 }
