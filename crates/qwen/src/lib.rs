@@ -9,6 +9,7 @@ pub mod qwen2;
 pub mod rope;
 pub mod rope_index;
 pub mod tokenizer;
+pub mod vlm;
 pub mod weights;
 
 pub use config::{GenerationConfig, Qwen2Config};
@@ -16,4 +17,5 @@ pub use error::{QwenError, Result};
 pub use generate::{Generation, SamplingParams};
 pub use qwen2::{AttentionMask, KvCache, Qwen2};
 pub use tokenizer::QwenTokenizer;
+pub use vlm::{MultimodalBatch, Qwen2VL, VisionInput, VisionTower};
 pub use weights::{Checkpoint, WeightLoader};
