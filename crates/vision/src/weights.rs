@@ -1,0 +1,298 @@
+//! Reading checkpoint tensors by their own names (`visual.blocks.0.attn.qkv.weight`, ...)
+//! from one or more safetensors files, converting bf16/f16/f32/f64 to f32 and
+//! keeping track of which names were used, so a load can report every missing
+//! name, every shape mismatch and every unexpected name under the model prefix.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorInfo};
+use safetensors::SafeTensors;
+
+use crate::error::WeightError;
+
+struct Entry {
+    file: usize,
+    info: TensorInfo,
+}
+
+/// Tensors of a checkpoint (a `.safetensors` file, a sharded
+/// `model.safetensors.index.json`, or a directory holding either).
+pub struct TensorStore {
+    files: Vec<(PathBuf, Vec<u8>, usize)>,
+    entries: HashMap<String, Entry>,
+}
+
+impl std::fmt::Debug for TensorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorStore")
+            .field(
+                "files",
+                &self.files.iter().map(|f| &f.0).collect::<Vec<_>>(),
+            )
+            .field("tensors", &self.entries.len())
+            .finish()
+    }
+}
+
+impl TensorStore {
+    /// Opens a safetensors file, a shard index JSON, or a directory with
+    /// `model.safetensors` / `model.safetensors.index.json`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, WeightError> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let index = path.join("model.safetensors.index.json");
+            if index.is_file() {
+                return Self::open_index(&index);
+            }
+            return Self::open_files(&[path.join("model.safetensors")]);
+        }
+        if path.extension().is_some_and(|e| e == "json") {
+            return Self::open_index(path);
+        }
+        Self::open_files(&[path.to_path_buf()])
+    }
+
+    fn open_index(index: &Path) -> Result<Self, WeightError> {
+        let text = std::fs::read_to_string(index).map_err(|source| WeightError::Io {
+            path: index.to_path_buf(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| WeightError::Json {
+                path: index.to_path_buf(),
+                source,
+            })?;
+        let shards: BTreeSet<String> = value
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .map(|m| {
+                m.values()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+        Self::open_files(&paths)
+    }
+
+    /// Opens several safetensors files as one store.
+    pub fn open_files(paths: &[PathBuf]) -> Result<Self, WeightError> {
+        let mut buffers = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            buffers.push((path.clone(), bytes));
+        }
+        Self::from_buffers(buffers)
+    }
+
+    /// Builds a store from in-memory safetensors buffers (name used in errors).
+    pub fn from_buffers(buffers: Vec<(PathBuf, Vec<u8>)>) -> Result<Self, WeightError> {
+        let mut files = Vec::with_capacity(buffers.len());
+        let mut entries = HashMap::new();
+        for (file, (path, bytes)) in buffers.into_iter().enumerate() {
+            let invalid = |message: String| WeightError::Safetensors {
+                path: path.clone(),
+                message,
+            };
+            // Full validation (offsets inside the buffer, no overlaps).
+            SafeTensors::deserialize(&bytes).map_err(|e| invalid(format!("{e:?}")))?;
+            let (header, metadata) =
+                SafeTensors::read_metadata(&bytes).map_err(|e| invalid(format!("{e:?}")))?;
+            for (name, info) in metadata.tensors() {
+                entries.insert(
+                    name,
+                    Entry {
+                        file,
+                        info: info.clone(),
+                    },
+                );
+            }
+            files.push((path, bytes, header + 8));
+        }
+        Ok(Self { files, entries })
+    }
+
+    /// All tensor names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Whether a tensor exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.info.shape.as_slice())
+    }
+
+    /// Reads a tensor as f32 (row-major) with its shape.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), WeightError> {
+        let entry = self.entries.get(name).ok_or_else(|| WeightError::Missing {
+            names: vec![name.to_string()],
+        })?;
+        let (path, bytes, data_start) = &self.files[entry.file];
+        let (begin, end) = entry.info.data_offsets;
+        let raw = bytes
+            .get(data_start + begin..data_start + end)
+            .ok_or_else(|| WeightError::Safetensors {
+                path: path.clone(),
+                message: format!("tensor {name} data out of bounds"),
+            })?;
+        let values: Vec<f32> = match entry.info.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })
+                .collect(),
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|b| {
+                    i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })
+                .collect(),
+            Dtype::I32 => raw
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                .collect(),
+            other => {
+                return Err(WeightError::Dtype {
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        Ok((values, entry.info.shape.clone()))
+    }
+}
+
+/// A load in progress: hands out parameters, remembers what was used and what
+/// went wrong, and reports everything at [`WeightLoader::finish`].
+pub struct WeightLoader<'a, B: Backend> {
+    store: &'a TensorStore,
+    prefix: String,
+    device: B::Device,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    shape_errors: Vec<WeightError>,
+}
+
+impl<'a, B: Backend> WeightLoader<'a, B> {
+    /// Loads names `prefix + local` (e.g. prefix `"visual."`).
+    pub fn new(store: &'a TensorStore, prefix: &str, device: &B::Device) -> Self {
+        Self {
+            store,
+            prefix: prefix.to_string(),
+            device: device.clone(),
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            shape_errors: Vec::new(),
+        }
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    fn take(&mut self, local: &str, expected: &[usize]) -> Vec<f32> {
+        let name = format!("{}{}", self.prefix, local);
+        let zeros = || vec![0.0; expected.iter().product()];
+        match self.store.read_f32(&name) {
+            Ok((values, shape)) => {
+                self.used.insert(name.clone());
+                if shape != expected {
+                    self.shape_errors.push(WeightError::Shape {
+                        name,
+                        expected: expected.to_vec(),
+                        found: shape,
+                    });
+                    return zeros();
+                }
+                values
+            }
+            Err(WeightError::Missing { .. }) => {
+                self.missing.push(name);
+                zeros()
+            }
+            Err(other) => {
+                self.used.insert(name);
+                self.shape_errors.push(other);
+                zeros()
+            }
+        }
+    }
+
+    /// A 1-D parameter of length `n`.
+    pub fn vector(&mut self, local: &str, n: usize) -> Param<Tensor<B, 1>> {
+        let values = self.take(local, &[n]);
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, [n]),
+            &self.device,
+        ))
+    }
+
+    /// A PyTorch `Linear` weight `[out, in]`, returned transposed as `[in, out]`.
+    pub fn linear_weight(&mut self, local: &str, d_in: usize, d_out: usize) -> Param<Tensor<B, 2>> {
+        let values = self.take(local, &[d_out, d_in]);
+        let t: Tensor<B, 2> =
+            Tensor::from_data(TensorData::new(values, [d_out, d_in]), &self.device);
+        Param::from_tensor(t.transpose())
+    }
+
+    /// A tensor of any shape, flattened to `[shape[0], product(rest)]` and
+    /// transposed to `[product(rest), shape[0]]` (a Conv3d kernel used as a matmul).
+    pub fn flattened_kernel(&mut self, local: &str, shape: &[usize]) -> Param<Tensor<B, 2>> {
+        let values = self.take(local, shape);
+        let out = shape.first().copied().unwrap_or(0);
+        let rest: usize = shape.iter().skip(1).product();
+        let t: Tensor<B, 2> = Tensor::from_data(TensorData::new(values, [out, rest]), &self.device);
+        Param::from_tensor(t.transpose())
+    }
+
+    /// Ends the load: errors if anything was missing, mis-shaped, or if names
+    /// under the prefix were left unused.
+    pub fn finish(self) -> Result<(), WeightError> {
+        if !self.missing.is_empty() {
+            return Err(WeightError::Missing {
+                names: self.missing,
+            });
+        }
+        if let Some(err) = self.shape_errors.into_iter().next() {
+            return Err(err);
+        }
+        let mut unexpected: Vec<String> = self
+            .store
+            .names()
+            .filter(|n| n.starts_with(&self.prefix) && !self.used.contains(*n))
+            .map(str::to_string)
+            .collect();
+        if !unexpected.is_empty() {
+            unexpected.sort();
+            return Err(WeightError::Unexpected { names: unexpected });
+        }
+        Ok(())
+    }
+}
