@@ -40,6 +40,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_default()
         );
     }
+    // One modality per extra sheet: disease-diagnosis samples, 10 per row.
+    for m in vlrl_data::Modality::ALL {
+        let g = MedSynth::new(MedSynthConfig {
+            modalities: vec![m],
+            question_types: vec![vlrl_data::QuestionType::DiseaseDiagnosis],
+            ..MedSynthConfig::default()
+        })?;
+        let mut sheet = RgbImage::new(10 * (size + 2), 2 * (size + 2));
+        for (i, s) in g.generate(20, 0).iter().enumerate() {
+            let (r, c) = (i as u32 / 10, i as u32 % 10);
+            image::imageops::replace(
+                &mut sheet,
+                &s.images[0],
+                i64::from(c * (size + 2)),
+                i64::from(r * (size + 2)),
+            );
+        }
+        let big = image::imageops::resize(
+            &sheet,
+            sheet.width() * 3,
+            sheet.height() * 3,
+            image::imageops::FilterType::Nearest,
+        );
+        big.save(format!("{out}/dd_{}.png", m.abbrev()))?;
+    }
     let big = image::imageops::resize(
         &sheet,
         sheet.width() * 3,

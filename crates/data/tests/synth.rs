@@ -223,6 +223,24 @@ fn med_synth_restricted_config_and_splits() {
         .all(|s| s.row.meta_str("modality") == Some("CT")
             && s.row.meta_str("question_type") == Some("Disease Diagnosis")));
 
+    let mri_only = MedSynth::new(MedSynthConfig {
+        modalities: vec![Modality::Mri],
+        question_types: vec![QuestionType::DiseaseDiagnosis],
+        ..MedSynthConfig::default()
+    })
+    .unwrap();
+    let answers = |g: &MedSynth| {
+        g.generate(40, 0)
+            .into_iter()
+            .map(|s| s.row.answer.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(
+        answers(&ct_only),
+        answers(&mri_only),
+        "single-modality sets must not share latents"
+    );
+
     let gen = MedSynth::new(MedSynthConfig::default()).unwrap();
     let by_mod = gen.split_by_modality(160, 0.8, 4).unwrap();
     assert_eq!(by_mod.groups.len(), 8);
@@ -349,4 +367,40 @@ fn zoom_search_box_contains_the_target_colour() {
         assert!(spread > 60, "target centre should be coloured, got {p:?}");
         assert!(b[2] - b[0] < 448.0 / 20.0, "target is small");
     }
+}
+
+/// Rows and pixel hashes of the first med-synth samples are pinned in a
+/// fixture, so a change of output (another platform, a dependency bump, an
+/// edit of the drawing code) is caught. Regenerate on purpose with
+/// `VLRL_BLESS=1 cargo test -p vlrl-data --test synth pinned`.
+#[test]
+fn pinned_med_synth_output() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/data/med_synth_seed0.jsonl");
+    let gen = MedSynth::new(MedSynthConfig::default()).unwrap();
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    let lines: Vec<String> = gen
+        .generate(16, 0)
+        .iter()
+        .map(|s| {
+            serde_json::json!({"row": s.row, "pixels_fnv1a": format!("{:016x}", fnv(s.images[0].as_raw()))}).to_string()
+        })
+        .collect();
+    let text = lines.join("\n") + "\n";
+    if std::env::var_os("VLRL_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let pinned = std::fs::read_to_string(&path).unwrap();
+    // Compared as JSON values, so key order (serde_json's `preserve_order`
+    // feature, if some other crate turns it on) does not matter.
+    for (i, (got, want)) in text.lines().zip(pinned.lines()).enumerate() {
+        let got: serde_json::Value = serde_json::from_str(got).unwrap();
+        let want: serde_json::Value = serde_json::from_str(want).unwrap();
+        assert_eq!(got, want, "med-synth sample {i} changed");
+    }
+    assert_eq!(text.lines().count(), pinned.lines().count());
 }

@@ -173,8 +173,11 @@ struct Latent {
 /// Lesion colours of a modality: (solid, ring rim, ring centre, dots).
 fn lesion_colors(m: Modality) -> (Color, Color, Color, Color) {
     match m {
-        Modality::Ct | Modality::Mri | Modality::XRay | Modality::Oct | Modality::Ultrasound => {
-            (grey(240.0), grey(235.0), grey(12.0), grey(20.0))
+        Modality::Ct | Modality::Mri => (grey(240.0), grey(235.0), grey(12.0), grey(20.0)),
+        // Nodules, hyperreflective foci and calcifications are bright in
+        // these modalities, so their dots are too.
+        Modality::XRay | Modality::Oct | Modality::Ultrasound => {
+            (grey(240.0), grey(235.0), grey(12.0), grey(252.0))
         }
         Modality::Fundus => ([250, 245, 160], [200, 40, 20], [90, 10, 5], [120, 0, 0]),
         Modality::Dermoscopy => ([80, 45, 25], [150, 40, 60], [235, 120, 140], [60, 70, 120]),
@@ -468,13 +471,16 @@ impl TaskGenerator for MedSynth {
     }
 
     fn sample(&self, index: u64, seed: u64) -> Sample {
-        let mut rng = sample_rng(self.name(), seed, index);
         let cfg = &self.config;
         let nm = cfg.modalities.len() as u64;
         let nq = cfg.question_types.len() as u64;
         // Balanced cycling over the configured modality x question type grid.
         let modality = cfg.modalities[(index % nm) as usize];
         let qtype = cfg.question_types[((index / nm) % nq) as usize];
+        // The stream is keyed by the cell too, so a CT-only set and an
+        // MRI-only set made with the same seed do not share their latents.
+        let key = format!("{}/{}/{}", self.name(), modality.label(), qtype.label());
+        let mut rng = sample_rng(&key, seed, index);
         let needs_lesion = matches!(
             qtype,
             QuestionType::LesionGrading | QuestionType::BiologicalAttributes
