@@ -217,9 +217,9 @@ pub fn greedy_max_label_first(preds: &[DetBox], truths: &[DetBox], threshold: f6
 /// IoU scaled to integers for `kuhn_munkres` (which needs `Ord` weights).
 const HUNGARIAN_SCALE: f64 = 1e9;
 
-/// Optimal one-to-one assignment maximizing total IoU (Kuhn–Munkres, from
-/// the `pathfinding` crate), label-compatible pairs only when `use_labels`;
-/// pairs below ε are dropped afterwards.
+/// Optimal one-to-one assignment maximizing the total IoU of pairs with
+/// IoU ≥ ε (Kuhn–Munkres, from the `pathfinding` crate), label-compatible
+/// pairs only when `use_labels`; unweighted leftovers are not matches.
 pub fn hungarian_match(
     preds: &[DetBox],
     truths: &[DetBox],
@@ -236,8 +236,15 @@ pub fn hungarian_match(
                 .get(p)
                 .zip(truths.get(t))
                 .is_some_and(|(a, b)| a.label.to_lowercase() == b.label.to_lowercase());
-        if ok {
+        let v = if ok {
             m.get(p).and_then(|r| r.get(t)).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        // Pairs below the threshold weigh nothing, so the assignment
+        // maximizes the IoU that will actually count.
+        if v >= threshold {
+            v
         } else {
             0.0
         }

@@ -42,9 +42,12 @@ impl Reward {
         }
     }
 
-    /// Adds a component (not clamped: components may be raw diagnostics).
+    /// Adds a component (not clamped: components may be raw diagnostics;
+    /// non-finite values are stored as 0).
     pub fn with_part(mut self, name: impl Into<Cow<'static, str>>, value: f64) -> Self {
-        let v = if value.is_finite() { value as f32 } else { 0.0 };
+        // Finite in f32 too: an f64 like 1e300 would become inf.
+        let v = value as f32;
+        let v = if v.is_finite() { v } else { 0.0 };
         self.parts.push((name.into(), v));
         self
     }
