@@ -91,6 +91,15 @@ pub fn parse_row(line: &str) -> Result<Option<Row>, RowError> {
     Ok(Some(row))
 }
 
+/// The directory of `path`; `Path::new("x.jsonl").parent()` is `""`, which
+/// cannot be canonicalized, so that case is the current directory.
+fn default_root(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn file_label(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -120,7 +129,7 @@ impl Dataset {
         })?;
         let root = match &opts.root {
             Some(r) => r.clone(),
-            None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => default_root(path),
         };
         let label = file_label(path);
         let mut ds = Dataset {
@@ -281,4 +290,22 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, RowError> {
         .with_guessed_format()
         .map_err(|e| corrupt(image::ImageError::IoError(e)))?;
     Ok(reader.decode().map_err(corrupt)?.to_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_root_of_a_bare_file_name_is_the_current_dir() {
+        assert_eq!(default_root(Path::new("x.jsonl")), PathBuf::from("."));
+        assert_eq!(default_root(Path::new("a/x.jsonl")), PathBuf::from("a"));
+        assert_eq!(default_root(Path::new("/x.jsonl")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn blank_lines_are_not_rows() {
+        assert!(parse_row("   \t").unwrap().is_none());
+        assert!(parse_row("{\"problem\": \"q\"}").unwrap().is_some());
+    }
 }

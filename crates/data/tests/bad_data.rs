@@ -287,6 +287,18 @@ fn non_utf8_line_is_a_row_error() {
 }
 
 #[test]
+fn explicit_root_overrides_the_file_directory() {
+    let (dir, path) = dataset_with(&[r#"{"problem": "q", "images": ["ok.png"]}"#]);
+    assert!(
+        Dataset::load_jsonl(&path, &LoadOptions::default()).is_err(),
+        "not in the file's dir"
+    );
+    let opts = LoadOptions::default().with_root(dir.path().join("images"));
+    let ds = Dataset::load_jsonl(&path, &opts).unwrap();
+    assert_eq!(ds.load_image(0, 0).unwrap().dimensions(), (8, 8));
+}
+
+#[test]
 fn missing_file_is_an_io_error_naming_it() {
     let err = Dataset::load_jsonl("/nonexistent/dir/x.jsonl", &LoadOptions::default()).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }));
