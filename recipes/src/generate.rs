@@ -74,6 +74,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         top_p: args.top_p,
         repetition_penalty: args.repetition_penalty,
         stop_tokens: stop.clone(),
+        suppress_tokens: Vec::new(),
         seed: args.seed,
     };
     let mut messages: Vec<Value> = Vec::new();

@@ -1,7 +1,7 @@
 //! `recipes`: the vlrl command line. One subcommand per paper recipe, plus
 //! the tools around them (pretrain the bundled model, chat with a checkpoint).
 
-mod generate;
+use recipes::generate;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -28,7 +28,7 @@ enum Command {
     /// LMM-R1: text-only reasoning RL (FRE), then multimodal generalization (MGT).
     LmmR1,
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
-    Pretrain,
+    Pretrain(pretrain::PretrainArgs),
     /// Chat with (or complete a prompt on) a Hugging Face checkpoint directory.
     Generate(generate::GenerateArgs),
 }
@@ -44,6 +44,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
         other => not_built(&other),
     }
 }

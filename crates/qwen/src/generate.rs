@@ -26,6 +26,10 @@ pub struct SamplingParams {
     pub repetition_penalty: f32,
     /// Generation of a row ends after any of these (it is kept in the output).
     pub stop_tokens: Vec<u32>,
+    /// Tokens never sampled (e.g. a VLM's image/video placeholders, which
+    /// would be re-read as vision slots when the completion is scored).
+    /// Their probability is zero in the returned log-probs too.
+    pub suppress_tokens: Vec<u32>,
     pub seed: u64,
 }
 
@@ -38,6 +42,7 @@ impl Default for SamplingParams {
             top_p: None,
             repetition_penalty: 1.0,
             stop_tokens: Vec::new(),
+            suppress_tokens: Vec::new(),
             seed: 0,
         }
     }
@@ -301,6 +306,11 @@ pub fn choose_token(
             }
         }
     }
+    for &t in &params.suppress_tokens {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
     let greedy = params.temperature <= 0.0;
     let t = if greedy { 1.0 } else { params.temperature };
     for l in logits.iter_mut() {
@@ -372,6 +382,22 @@ mod tests {
         assert_eq!(t, 1);
         let expect = 3.0 - (1f32.exp() + 2.0 * 3f32.exp() + (-1f32).exp()).ln();
         assert!((lp - expect).abs() < 1e-6);
+    }
+
+    #[test]
+    fn suppressed_tokens_are_never_chosen() {
+        let params = SamplingParams {
+            temperature: 1.0,
+            suppress_tokens: vec![2],
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..100 {
+            let mut l = vec![0.0, 0.0, 9.0];
+            let (t, lp) = choose_token(&mut l, &[], &params, &mut rng);
+            assert_ne!(t, 2);
+            assert!((lp - 0.5f32.ln()).abs() < 1e-6);
+        }
     }
 
     #[test]

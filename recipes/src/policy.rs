@@ -1,0 +1,229 @@
+//! The bridge between the RL core and the model: a Qwen2-VL / Qwen2.5-VL
+//! [`Qwen2VL`] behind `vlrl_grpo::Policy`. Only `recipes` knows both sides
+//! (DESIGN.md: `grpo` knows nothing of Qwen, `qwen` nothing of RL).
+
+use std::sync::Arc;
+
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use vlrl::grpo::config::SamplingConfig;
+use vlrl::grpo::error::{GrpoError, Result};
+use vlrl::grpo::policy::{Completion, Policy, Prompt, SequenceBatch, TokenLogProbs};
+use vlrl::grpo::rng::TrainRng;
+use vlrl::qwen::{MultimodalBatch, Qwen2VL, SamplingParams, VisionInput};
+
+/// The images of one prompt as preprocessed pixel patches (host memory,
+/// shared by every completion of the prompt's group).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptVision {
+    /// `[patches, patch_dim]`, row-major.
+    pub pixel_values: Vec<f32>,
+    pub patch_dim: usize,
+    pub grid_thw: Vec<[usize; 3]>,
+}
+
+impl PromptVision {
+    fn patches(&self) -> usize {
+        self.pixel_values.len() / self.patch_dim.max(1)
+    }
+}
+
+pub type VisionExtra = Arc<PromptVision>;
+
+/// A VLM policy: the model plus how its generations end.
+#[derive(Module, Debug)]
+pub struct VlmPolicy<B: Backend> {
+    pub model: Qwen2VL<B>,
+    #[module(skip)]
+    pub stop_tokens: Vec<u32>,
+    #[module(skip)]
+    pub pad_id: u32,
+}
+
+/// Stacks the images of several prompts (in order) into one vision input.
+fn stack_vision<B: Backend>(
+    extras: &[&PromptVision],
+    device: &B::Device,
+) -> Option<VisionInput<B>> {
+    let patch_dim = extras.iter().map(|e| e.patch_dim).find(|&d| d > 0)?;
+    let mut values = Vec::new();
+    let mut grid_thw = Vec::new();
+    for e in extras {
+        values.extend_from_slice(&e.pixel_values);
+        grid_thw.extend_from_slice(&e.grid_thw);
+    }
+    if values.is_empty() {
+        return None;
+    }
+    let rows = values.len() / patch_dim;
+    Some(VisionInput {
+        pixel_values: Tensor::from_data(TensorData::new(values, [rows, patch_dim]), device),
+        grid_thw,
+    })
+}
+
+fn policy_err(e: impl std::fmt::Display) -> GrpoError {
+    GrpoError::Policy(e.to_string())
+}
+
+fn host_ids<B: Backend>(t: &Tensor<B, 2, Int>) -> Vec<Vec<u32>> {
+    let [n, len] = t.dims();
+    let flat: Vec<u32> = t.to_data().iter::<i64>().map(|v| v as u32).collect();
+    (0..n)
+        .map(|i| flat[i * len..(i + 1) * len].to_vec())
+        .collect()
+}
+
+fn host_mask<B: Backend>(t: &Tensor<B, 2>) -> Vec<Vec<u8>> {
+    let [n, len] = t.dims();
+    let flat: Vec<u8> = t
+        .to_data()
+        .iter::<f32>()
+        .map(|v| u8::from(v > 0.5))
+        .collect();
+    (0..n)
+        .map(|i| flat[i * len..(i + 1) * len].to_vec())
+        .collect()
+}
+
+impl<B: Backend> VlmPolicy<B> {
+    /// Vision placeholders are never sampled: a completion containing one
+    /// would be read back as an image slot when it is scored.
+    fn suppressed(&self) -> Vec<u32> {
+        let t = self.model.tokens();
+        vec![t.image_token_id, t.video_token_id]
+    }
+}
+
+impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
+    type Extra = VisionExtra;
+
+    fn sample(
+        &self,
+        prompts: &[Prompt<Self::Extra>],
+        group_size: usize,
+        sampling: &SamplingConfig,
+        rng: &mut TrainRng,
+    ) -> Result<Vec<Vec<Completion>>> {
+        // Sampling needs no gradients: run the inner (non-autodiff) model.
+        let model = self.model.valid();
+        let device = model.language_model.embed_tokens.weight.device();
+        let mut out = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            let vision =
+                stack_vision::<B::InnerBackend>(&vec![prompt.extra.as_ref(); group_size], &device);
+            let batch = MultimodalBatch {
+                input_ids: vec![prompt.ids.clone(); group_size],
+                attention_mask: vec![vec![1; prompt.ids.len()]; group_size],
+                images: vision,
+                videos: None,
+                second_per_grid_ts: None,
+            };
+            let params = SamplingParams {
+                max_new_tokens: sampling.max_new_tokens,
+                temperature: sampling.temperature as f32,
+                top_p: (sampling.top_p < 1.0).then_some(sampling.top_p as f32),
+                stop_tokens: self.stop_tokens.clone(),
+                suppress_tokens: self.suppressed(),
+                seed: rng.next_u64(),
+                ..Default::default()
+            };
+            let generation = model
+                .generate(&batch, self.pad_id, &params)
+                .map_err(policy_err)?;
+            out.push(
+                generation
+                    .tokens
+                    .into_iter()
+                    .zip(generation.logprobs)
+                    .zip(generation.finished)
+                    .map(|((ids, logprobs), finished)| Completion {
+                        ids,
+                        logprobs,
+                        truncated: !finished,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn token_logprobs(
+        &self,
+        batch: &SequenceBatch<B, Self::Extra>,
+        sampling: &SamplingConfig,
+        with_entropy: bool,
+    ) -> Result<TokenLogProbs<B>> {
+        let [n, p] = batch.prompt_ids.dims();
+        let c = batch.completion_ids.dims()[1];
+        let prompts = host_ids(&batch.prompt_ids);
+        let completions = host_ids(&batch.completion_ids);
+        let prompt_mask = host_mask(&batch.prompt_mask);
+        let completion_mask = host_mask(&batch.completion_mask);
+        let pad = self.pad_id;
+        // Padded slots hold arbitrary ids: make them the pad token so they
+        // can never be mistaken for image placeholders.
+        let real = |ids: &[u32], mask: &[u8]| -> Vec<u32> {
+            ids.iter()
+                .zip(mask)
+                .map(|(&t, &m)| if m == 1 { t } else { pad })
+                .collect()
+        };
+        let input_ids = (0..n)
+            .map(|i| {
+                let mut row = real(&prompts[i], &prompt_mask[i]);
+                row.extend(real(&completions[i], &completion_mask[i]));
+                row
+            })
+            .collect();
+        let attention_mask = prompt_mask
+            .iter()
+            .zip(&completion_mask)
+            .map(|(p, c)| p.iter().chain(c).copied().collect())
+            .collect();
+        let device = batch.prompt_ids.device();
+        let extras: Vec<&PromptVision> = batch.extras.iter().map(|e| e.as_ref()).collect();
+        let inputs = MultimodalBatch {
+            input_ids,
+            attention_mask,
+            images: stack_vision::<B>(&extras, &device),
+            videos: None,
+            second_per_grid_ts: None,
+        };
+        let logits = self.model.forward(&inputs).map_err(policy_err)?;
+        // Position t predicts token t+1: the completion is predicted by the C
+        // positions ending one before the last.
+        let logits = logits.narrow(1, p - 1, c) / sampling.temperature.max(1e-6);
+        // The same suppression as sampling; a large finite value keeps the
+        // entropy (p · log p = 0 · finite) free of NaN.
+        let vocab = logits.dims()[2];
+        let mut suppress = vec![false; vocab];
+        for t in self.suppressed() {
+            if let Some(s) = suppress.get_mut(t as usize) {
+                *s = true;
+            }
+        }
+        let suppress: Tensor<B, 3, Bool> =
+            Tensor::from_data(TensorData::new(suppress, [1, 1, vocab]), &device);
+        let logits = logits.mask_fill(suppress.expand([n, c, vocab]), -1e30);
+        let logp_all = log_softmax(logits, 2);
+        let logp = logp_all
+            .clone()
+            .gather(2, batch.completion_ids.clone().reshape([n, c, 1]))
+            .reshape([n, c]);
+        let entropy = with_entropy.then(|| {
+            (logp_all.clone().exp() * logp_all)
+                .sum_dim(2)
+                .reshape([n, c])
+                .neg()
+        });
+        Ok(TokenLogProbs { logp, entropy })
+    }
+}
+
+/// Total patches of a prompt's images (for logging and checks).
+pub fn vision_patches(extra: &PromptVision) -> usize {
+    extra.patches()
+}

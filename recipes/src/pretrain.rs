@@ -1,0 +1,707 @@
+//! `recipes pretrain`: makes the bundled small model.
+//!
+//! 1. trains a byte-level BPE (Qwen2 layout, Qwen2-VL special tokens) on the
+//!    synthetic tasks' text;
+//! 2. writes a seeded random-init Qwen2-VL checkpoint of the configured size
+//!    (`vlrl_qwen::init`) and loads it through the normal loader;
+//! 3. supervised next-token training (cross-entropy on the assistant tokens
+//!    only) with AdamW on `Autodiff<Flex>`, on med-synth in Med-R1's prompt
+//!    format with `<think>…</think><answer>…</answer>` targets, plus a little
+//!    text-logic / visual-math;
+//! 4. stops *on purpose* once greedy held-out accuracy reaches
+//!    `stop_accuracy` (or at `max_steps` / `max_minutes`), so RL has room;
+//! 5. saves an HF checkpoint directory (`vlrl_qwen::save`) and a report.
+
+mod data;
+mod tokenizer;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use vlrl::backend::{Cpu, CpuTrain};
+use vlrl::qwen::init::{write_random_init, Qwen2VlSpec};
+use vlrl::qwen::save::save_qwen2_vl;
+use vlrl::qwen::{MultimodalBatch, Qwen2Config, Qwen2VL, QwenTokenizer, SamplingParams, VisionInput};
+use vlrl::vision::{preprocess_images, ProcessorConfig, Qwen2VisionConfig};
+
+pub use data::{is_correct, parse_answer, prompt_text, response_text};
+use data::{Encoder, Example, TaskMix};
+use tokenizer::{train_tokenizer, write_tokenizer_files, SpecialIds};
+
+/// Everything that decides the run; defaults in `recipes/configs/pretrain.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub seed: u64,
+    /// Seed of the held-out med-synth set (disjoint latents and images).
+    pub eval_seed: u64,
+    /// BPE entries before the special tokens (256 bytes included).
+    pub bpe_vocab: usize,
+    /// Samples of text the BPE is trained on.
+    pub tokenizer_corpus: usize,
+    pub image_size: u32,
+    /// Per mille of training samples from text-logic, and from visual-math.
+    pub side_task_per_mille: u64,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub mrope_section: Vec<usize>,
+    pub rope_theta: f64,
+    pub vision_depth: usize,
+    pub vision_embed_dim: usize,
+    pub vision_heads: usize,
+    pub vision_mlp_ratio: f64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f32,
+    pub grad_clip: f32,
+    pub max_steps: usize,
+    /// Wall-clock budget for the training loop (0 = none).
+    pub max_minutes: f64,
+    pub eval_every: usize,
+    /// Held-out samples for the periodic (early-stopping) evaluation.
+    pub eval_samples: usize,
+    /// Held-out samples for the final evaluation.
+    pub final_eval_samples: usize,
+    /// Stop once periodic held-out accuracy reaches this (1.0 = never).
+    pub stop_accuracy: f64,
+    pub max_new_tokens: usize,
+    pub log_every: usize,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 17,
+            eval_seed: 9_001,
+            bpe_vocab: 1_200,
+            tokenizer_corpus: 3_000,
+            image_size: 56,
+            side_task_per_mille: 50,
+            hidden_size: 128,
+            intermediate_size: 352,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            mrope_section: vec![4, 6, 6],
+            rope_theta: 10_000.0,
+            vision_depth: 2,
+            vision_embed_dim: 64,
+            vision_heads: 4,
+            vision_mlp_ratio: 2.0,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup_steps: 50,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            max_steps: 3_000,
+            max_minutes: 30.0,
+            eval_every: 100,
+            eval_samples: 80,
+            final_eval_samples: 400,
+            stop_accuracy: 0.45,
+            max_new_tokens: 40,
+            log_every: 10,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// TOML config (fields of `PretrainConfig`); flags below override it.
+    #[arg(long, default_value = "recipes/configs/pretrain.toml")]
+    pub config: PathBuf,
+    /// Output checkpoint directory.
+    #[arg(long, default_value = "assets/med-tiny")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub stop_accuracy: Option<f64>,
+    /// Don't train: load `--out`, write reference logits of a fixed
+    /// multimodal batch to this JSON file (for tools/check_bundled_model.py).
+    #[arg(long)]
+    pub dump_logits: Option<PathBuf>,
+    /// Don't train: load `--out` and print its held-out accuracy.
+    #[arg(long)]
+    pub eval_only: bool,
+}
+
+impl PretrainArgs {
+    fn resolve(&self) -> Result<PretrainConfig> {
+        let mut cfg = if self.config.exists() {
+            let text = std::fs::read_to_string(&self.config)
+                .with_context(|| format!("reading {}", self.config.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", self.config.display()))?
+        } else {
+            tracing::warn!("{} not found; using built-in defaults", self.config.display());
+            PretrainConfig::default()
+        };
+        if let Some(v) = self.seed {
+            cfg.seed = v;
+        }
+        if let Some(v) = self.max_steps {
+            cfg.max_steps = v;
+        }
+        if let Some(v) = self.max_minutes {
+            cfg.max_minutes = v;
+        }
+        if let Some(v) = self.batch_size {
+            cfg.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            cfg.lr = v;
+        }
+        if let Some(v) = self.stop_accuracy {
+            cfg.stop_accuracy = v;
+        }
+        if cfg.batch_size == 0 || cfg.eval_every == 0 || cfg.log_every == 0 {
+            bail!("batch_size, eval_every and log_every must be positive");
+        }
+        Ok(cfg)
+    }
+}
+
+/// What a run reports (also written as `pretrain_report.json` beside the
+/// checkpoint).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainReport {
+    pub config: PretrainConfig,
+    pub steps: usize,
+    pub stop_reason: String,
+    pub train_seconds: f64,
+    pub num_parameters: usize,
+    pub tokenizer_size: usize,
+    pub vocab_size: usize,
+    /// `(step, mean loss over the last log_every steps)`.
+    pub losses: Vec<(usize, f64)>,
+    /// `(step, held-out accuracy)` of the periodic evaluations.
+    pub evals: Vec<(usize, f64)>,
+    pub final_accuracy: f64,
+    pub final_format_rate: f64,
+    /// Accuracy per question type / per modality on the final set.
+    pub by_question_type: Vec<(String, f64)>,
+    pub by_modality: Vec<(String, f64)>,
+    pub checkpoint_bytes: u64,
+}
+
+pub fn run(args: PretrainArgs) -> Result<()> {
+    let cfg = args.resolve()?;
+    let device = Default::default();
+    if let Some(path) = &args.dump_logits {
+        return dump_logits(&args.out, &cfg, path);
+    }
+    if args.eval_only {
+        let model = Qwen2VL::<Cpu>::from_dir(&args.out, &device)?;
+        let tok = QwenTokenizer::from_dir(&args.out)?;
+        let ev = Evaluator::new(&cfg, &tok)?;
+        let r = ev.evaluate(&model, cfg.final_eval_samples)?;
+        println!(
+            "held-out accuracy {:.1}% (format {:.1}%) on {} samples",
+            100.0 * r.accuracy,
+            100.0 * r.format_rate,
+            r.n
+        );
+        return Ok(());
+    }
+    let report = pretrain(&cfg, &args.out)?;
+    println!(
+        "saved {} ({} steps, {:.0}s, {} parameters, {:.1} MB): held-out accuracy {:.1}% (chance 25%), format {:.1}%",
+        args.out.display(),
+        report.steps,
+        report.train_seconds,
+        report.num_parameters,
+        report.checkpoint_bytes as f64 / 1e6,
+        100.0 * report.final_accuracy,
+        100.0 * report.final_format_rate
+    );
+    for (name, acc) in report.by_question_type.iter().chain(&report.by_modality) {
+        println!("  {name:<28} {:.1}%", 100.0 * acc);
+    }
+    Ok(())
+}
+
+fn processor_config(image_size: u32) -> ProcessorConfig {
+    let side = image_size as usize;
+    ProcessorConfig {
+        min_pixels: 56 * 56,
+        max_pixels: (4 * side * side).max(112 * 112),
+        ..ProcessorConfig::default()
+    }
+}
+
+/// The model's spec for a config and tokenizer.
+fn model_spec(cfg: &PretrainConfig, ids: &SpecialIds, tokenizer_size: usize) -> Result<Qwen2VlSpec> {
+    let vocab = tokenizer_size.div_ceil(64) * 64;
+    let text = Qwen2Config {
+        vocab_size: vocab,
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: cfg.num_attention_heads,
+        num_key_value_heads: cfg.num_key_value_heads,
+        max_position_embeddings: 4096,
+        rms_norm_eps: 1e-6,
+        rope_theta: cfg.rope_theta,
+        tie_word_embeddings: true,
+        hidden_act: "silu".into(),
+        mrope_section: Some(cfg.mrope_section.clone()),
+        bos_token_id: Some(ids.endoftext),
+        eos_token_id: Some(json!(ids.im_end)),
+    };
+    let vision = Qwen2VisionConfig::from_json_value(&json!({
+        "depth": cfg.vision_depth,
+        "embed_dim": cfg.vision_embed_dim,
+        "hidden_size": cfg.hidden_size,
+        "hidden_act": "quick_gelu",
+        "mlp_ratio": cfg.vision_mlp_ratio,
+        "num_heads": cfg.vision_heads,
+        "in_chans": 3,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }))
+    .map_err(|e| anyhow!("vision config: {e}"))?;
+    let spec = Qwen2VlSpec {
+        text,
+        vision,
+        image_token_id: ids.image_pad,
+        video_token_id: ids.video_pad,
+        vision_start_token_id: ids.vision_start,
+        vision_end_token_id: ids.vision_end,
+        vision_token_id: ids.vision_pad,
+        initializer_range: 0.02,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The whole pipeline; returns the report (also written to `out`).
+pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
+    let device = Default::default();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
+
+    // 1. Tokenizer.
+    let started = Instant::now();
+    let corpus: Vec<String> = (0..cfg.tokenizer_corpus as u64)
+        .map(|i| data::corpus_text(&mix.train_sample(i, cfg.seed).row))
+        .collect();
+    let tok = train_tokenizer(corpus.iter(), cfg.bpe_vocab)?;
+    let processor = processor_config(cfg.image_size);
+    write_tokenizer_files(out, &tok, &processor)?;
+    let ids = SpecialIds::of(&tok)?;
+    let tokenizer_size = tok.get_vocab_size(true);
+    tracing::info!(
+        "tokenizer: {tokenizer_size} tokens ({} BPE + 14 special) in {:.1?}",
+        tokenizer_size - 14,
+        started.elapsed()
+    );
+    let qtok = QwenTokenizer::from_dir(out)?;
+
+    // 2. Random init through the real loader.
+    let spec = model_spec(cfg, &ids, tokenizer_size)?;
+    write_random_init(out, &spec, cfg.seed)?;
+    let mut model = Qwen2VL::<CpuTrain>::from_dir(out, &device)?;
+    tracing::info!(
+        "model: {} parameters (vocab {}, hidden {}, {} layers; vision {}x{})",
+        spec.num_parameters(),
+        spec.text.vocab_size,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.vision_depth,
+        cfg.vision_embed_dim
+    );
+
+    // 3. SFT.
+    let encoder = Encoder {
+        tokenizer: &qtok,
+        image_pad: ids.image_pad,
+        im_end: ids.im_end,
+        tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
+    };
+    let evaluator = Evaluator::new(cfg, &qtok)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .with_grad_clipping(Some(burn::optim::GradientClippingConfig::Norm(cfg.grad_clip)))
+        .init::<CpuTrain, Qwen2VL<CpuTrain>>();
+    let bar = ProgressBar::new(cfg.max_steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let train_started = Instant::now();
+    let mut losses = Vec::new();
+    let mut evals = Vec::new();
+    let mut window = Vec::new();
+    let mut stop_reason = format!("max_steps ({})", cfg.max_steps);
+    let mut steps = 0;
+    for step in 1..=cfg.max_steps {
+        let examples: Vec<Example> = (0..cfg.batch_size)
+            .map(|j| {
+                let i = ((step - 1) * cfg.batch_size + j) as u64;
+                encoder.example(mix.train_sample(i, cfg.seed))
+            })
+            .collect::<Result<_>>()?;
+        let (batch, targets, mask, n_tokens) = training_batch::<CpuTrain>(&examples, &processor, ids.endoftext, &device)?;
+        let logits = model.forward(&batch)?;
+        let loss = masked_nll(logits, targets, mask, n_tokens);
+        let loss_value = loss.clone().into_scalar() as f64;
+        if !loss_value.is_finite() {
+            bail!("loss became {loss_value} at step {step}");
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = learning_rate(cfg, step);
+        model = optim.step(lr, model, grads);
+        window.push(loss_value);
+        steps = step;
+        bar.inc(1);
+        if step % cfg.log_every == 0 {
+            let mean = window.iter().sum::<f64>() / window.len() as f64;
+            window.clear();
+            losses.push((step, mean));
+            bar.set_message(format!("loss {mean:.4} lr {lr:.2e}"));
+            tracing::debug!(step, loss = mean, lr, "train");
+        }
+        let out_of_time = cfg.max_minutes > 0.0
+            && train_started.elapsed().as_secs_f64() > cfg.max_minutes * 60.0;
+        if step % cfg.eval_every == 0 || out_of_time {
+            let r = evaluator.evaluate(&model.valid(), cfg.eval_samples)?;
+            evals.push((step, r.accuracy));
+            bar.suspend(|| {
+                tracing::info!(
+                    step,
+                    "held-out accuracy {:.1}% (format {:.1}%), loss {:.4}",
+                    100.0 * r.accuracy,
+                    100.0 * r.format_rate,
+                    losses.last().map_or(f64::NAN, |l| l.1)
+                )
+            });
+            if r.accuracy >= cfg.stop_accuracy {
+                stop_reason = format!(
+                    "held-out accuracy {:.1}% reached stop_accuracy {:.0}%",
+                    100.0 * r.accuracy,
+                    100.0 * cfg.stop_accuracy
+                );
+                break;
+            }
+        }
+        if out_of_time {
+            stop_reason = format!("max_minutes ({})", cfg.max_minutes);
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let train_seconds = train_started.elapsed().as_secs_f64();
+    tracing::info!("stopped after {steps} steps ({train_seconds:.0}s): {stop_reason}");
+
+    // 4. Save, reload, final evaluation on the saved checkpoint.
+    let trained = model.valid();
+    save_qwen2_vl(&trained, &spec, out)?;
+    let reloaded = Qwen2VL::<Cpu>::from_dir(out, &device)?;
+    let fin = evaluator.evaluate(&reloaded, cfg.final_eval_samples)?;
+    let checkpoint_bytes = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+        "chat_template.json", "generation_config.json", "preprocessor_config.json"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(out.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let report = PretrainReport {
+        config: cfg.clone(),
+        steps,
+        stop_reason,
+        train_seconds,
+        num_parameters: spec.num_parameters(),
+        tokenizer_size,
+        vocab_size: spec.text.vocab_size,
+        losses,
+        evals,
+        final_accuracy: fin.accuracy,
+        final_format_rate: fin.format_rate,
+        by_question_type: fin.by_question_type,
+        by_modality: fin.by_modality,
+        checkpoint_bytes,
+    };
+    let mut text = serde_json::to_string_pretty(&report)?;
+    text.push('\n');
+    vlrl::qwen::save::write_atomic(&out.join("pretrain_report.json"), text.as_bytes())?;
+    Ok(report)
+}
+
+fn tokens_per_image(processor: &ProcessorConfig, image_size: u32) -> Result<usize> {
+    let side = image_size as usize;
+    let patches = processor.num_patches(side, side).map_err(|e| anyhow!("{e}"))?;
+    Ok(patches / (processor.merge_size * processor.merge_size))
+}
+
+/// Linear warmup, then cosine decay to 10% at `max_steps`.
+fn learning_rate(cfg: &PretrainConfig, step: usize) -> f64 {
+    if step <= cfg.warmup_steps {
+        return cfg.lr * step as f64 / cfg.warmup_steps.max(1) as f64;
+    }
+    let span = cfg.max_steps.saturating_sub(cfg.warmup_steps).max(1) as f64;
+    let t = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+/// Pixel patches of the samples' images (in order), if any.
+fn vision_input<B: Backend>(
+    samples: &[&vlrl::data::Sample],
+    processor: &ProcessorConfig,
+    device: &B::Device,
+) -> Result<Option<VisionInput<B>>> {
+    let images: Vec<_> = samples.iter().flat_map(|s| s.images.iter().cloned()).collect();
+    if images.is_empty() {
+        return Ok(None);
+    }
+    let patches = preprocess_images(&images, processor).map_err(|e| anyhow!("{e}"))?;
+    let n = patches.num_patches();
+    Ok(Some(VisionInput {
+        pixel_values: Tensor::from_data(TensorData::new(patches.data, [n, patches.patch_dim]), device),
+        grid_thw: patches.grid_thw,
+    }))
+}
+
+/// Left-padded `prompt ++ response` rows, next-token targets and the loss
+/// mask (1 on response positions).
+#[allow(clippy::type_complexity)]
+fn training_batch<B: Backend>(
+    examples: &[Example],
+    processor: &ProcessorConfig,
+    pad: u32,
+    device: &B::Device,
+) -> Result<(MultimodalBatch<B>, Tensor<B, 3, Int>, Tensor<B, 2>, usize)> {
+    let len = examples
+        .iter()
+        .map(|e| e.prompt.len() + e.response.len())
+        .max()
+        .ok_or_else(|| anyhow!("empty batch"))?;
+    let mut input_ids = Vec::with_capacity(examples.len());
+    let mut attention = Vec::with_capacity(examples.len());
+    let mut targets = Vec::with_capacity(examples.len() * (len - 1));
+    let mut mask = Vec::with_capacity(examples.len() * (len - 1));
+    for e in examples {
+        let real = e.prompt.len() + e.response.len();
+        let padding = len - real;
+        let mut row = vec![pad; padding];
+        row.extend(&e.prompt);
+        row.extend(&e.response);
+        let first_target = padding + e.prompt.len(); // index of the first response token
+        for p in 0..len - 1 {
+            targets.push(i64::from(row[p + 1]));
+            mask.push(if p + 1 >= first_target { 1.0f32 } else { 0.0 });
+        }
+        let mut m = vec![0u8; padding];
+        m.extend(std::iter::repeat_n(1u8, real));
+        input_ids.push(row);
+        attention.push(m);
+    }
+    let n_tokens = mask.iter().filter(|&&m| m > 0.0).count();
+    let samples: Vec<_> = examples.iter().map(|e| &e.sample).collect();
+    let b = examples.len();
+    Ok((
+        MultimodalBatch {
+            input_ids,
+            attention_mask: attention,
+            images: vision_input(&samples, processor, device)?,
+            videos: None,
+            second_per_grid_ts: None,
+        },
+        Tensor::from_data(TensorData::new(targets, [b, len - 1, 1]), device),
+        Tensor::from_data(TensorData::new(mask, [b, len - 1]), device),
+        n_tokens,
+    ))
+}
+
+/// Mean negative log-likelihood of the masked next tokens.
+fn masked_nll<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 3, Int>,
+    mask: Tensor<B, 2>,
+    n_tokens: usize,
+) -> Tensor<B, 1> {
+    let [b, s, v] = logits.dims();
+    let logp = log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2);
+    let picked = logp.gather(2, targets).reshape([b, s - 1]);
+    -(picked * mask).sum() / n_tokens.max(1) as f64
+}
+
+/// Result of a held-out evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalResult {
+    pub n: usize,
+    pub accuracy: f64,
+    pub format_rate: f64,
+    pub by_question_type: Vec<(String, f64)>,
+    pub by_modality: Vec<(String, f64)>,
+}
+
+/// Greedy generation on held-out med-synth and answer-letter parsing.
+struct Evaluator<'a> {
+    cfg: PretrainConfig,
+    mix: TaskMix,
+    tok: &'a QwenTokenizer,
+    processor: ProcessorConfig,
+    tokens_per_image: usize,
+    ids: (u32, u32, u32),
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(cfg: &PretrainConfig, tok: &'a QwenTokenizer) -> Result<Self> {
+        let processor = processor_config(cfg.image_size);
+        let id = |t: &str| tok.token_id(t).ok_or_else(|| anyhow!("tokenizer lacks {t}"));
+        Ok(Self {
+            cfg: cfg.clone(),
+            mix: TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?,
+            tok,
+            tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
+            processor,
+            ids: (id("<|image_pad|>")?, id("<|im_end|>")?, id("<|endoftext|>")?),
+        })
+    }
+
+    fn evaluate<B: Backend>(&self, model: &Qwen2VL<B>, n: usize) -> Result<EvalResult> {
+        let (image_pad, im_end, pad) = self.ids;
+        let encoder = Encoder {
+            tokenizer: self.tok,
+            image_pad,
+            im_end,
+            tokens_per_image: self.tokens_per_image,
+        };
+        let device = model.language_model.embed_tokens.weight.device();
+        let params = SamplingParams {
+            max_new_tokens: self.cfg.max_new_tokens,
+            stop_tokens: vec![im_end, pad],
+            ..SamplingParams::default()
+        };
+        let mut correct = 0usize;
+        let mut formatted = 0usize;
+        let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        let mut by_mod: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        let samples: Vec<_> = (0..n as u64)
+            .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
+            .collect();
+        for chunk in samples.chunks(40) {
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| encoder.prompt(s)).collect::<Result<_>>()?;
+            let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(&prompts, pad);
+            let refs: Vec<_> = chunk.iter().collect();
+            let batch = MultimodalBatch {
+                input_ids,
+                attention_mask,
+                images: vision_input(&refs, &self.processor, &device)?,
+                videos: None,
+                second_per_grid_ts: None,
+            };
+            let gen = model.generate(&batch, pad, &params)?;
+            for (s, tokens) in chunk.iter().zip(&gen.tokens) {
+                let text = self.tok.decode(tokens, true)?;
+                let ok = is_correct(&text, &s.row);
+                let well_formed = text.contains("<think>")
+                    && text.contains("</think>")
+                    && parse_answer(&text).is_some();
+                correct += usize::from(ok);
+                formatted += usize::from(well_formed);
+                for (map, key) in [(&mut by_type, "question_type"), (&mut by_mod, "modality")] {
+                    let k = s.row.meta_str(key).unwrap_or("?").to_string();
+                    let e = map.entry(k).or_default();
+                    e.0 += usize::from(ok);
+                    e.1 += 1;
+                }
+            }
+        }
+        let rate = |m: std::collections::BTreeMap<String, (usize, usize)>| {
+            m.into_iter()
+                .map(|(k, (c, t))| (k, c as f64 / t.max(1) as f64))
+                .collect()
+        };
+        Ok(EvalResult {
+            n,
+            accuracy: correct as f64 / n.max(1) as f64,
+            format_rate: formatted as f64 / n.max(1) as f64,
+            by_question_type: rate(by_type),
+            by_modality: rate(by_mod),
+        })
+    }
+}
+
+/// Writes reference logits of the saved checkpoint on two held-out
+/// multimodal prompts (one left-padded), with the exact inputs, so
+/// `tools/check_bundled_model.py` can run transformers on the same batch.
+fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
+    let device = Default::default();
+    let model = Qwen2VL::<Cpu>::from_dir(dir, &device)?;
+    let tok = QwenTokenizer::from_dir(dir)?;
+    let processor = processor_config(cfg.image_size);
+    let encoder = Encoder {
+        tokenizer: &tok,
+        image_pad: tok.token_id("<|image_pad|>").ok_or_else(|| anyhow!("no <|image_pad|>"))?,
+        im_end: tok.token_id("<|im_end|>").ok_or_else(|| anyhow!("no <|im_end|>"))?,
+        tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
+    };
+    let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
+    // Two questions of different types (different prompt lengths), with the
+    // reference answer appended so the logits cover the trace too.
+    let samples = [mix.med_sample(0, cfg.eval_seed), mix.med_sample(13, cfg.eval_seed)];
+    let rows: Vec<Vec<u32>> = samples
+        .iter()
+        .map(|s| {
+            let e = encoder.example(s.clone())?;
+            Ok([e.prompt, e.response].concat())
+        })
+        .collect::<Result<_>>()?;
+    let pad = tok.token_id("<|endoftext|>").ok_or_else(|| anyhow!("no <|endoftext|>"))?;
+    let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(&rows, pad);
+    let refs: Vec<_> = samples.iter().collect();
+    let images = vision_input::<Cpu>(&refs, &processor, &device)?
+        .ok_or_else(|| anyhow!("no images"))?;
+    let pixel_values = images.pixel_values.clone().into_data().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let grid_thw = images.grid_thw.clone();
+    let batch = MultimodalBatch {
+        input_ids: input_ids.clone(),
+        attention_mask: attention_mask.clone(),
+        images: Some(images),
+        videos: None,
+        second_per_grid_ts: None,
+    };
+    let logits = model.forward(&batch)?;
+    let dims = logits.dims();
+    let values = logits.into_data().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let prompt_texts: Vec<String> = samples.iter().map(|s| prompt_text(&s.row)).collect();
+    let out = json!({
+        "checkpoint": dir,
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "pixel_values": pixel_values,
+        "pixel_shape": [pixel_values.len() / processor.patch_dim(), processor.patch_dim()],
+        "image_grid_thw": grid_thw,
+        "logits_shape": dims,
+        "logits": values,
+        "prompt_texts": prompt_texts,
+    });
+    std::fs::write(path, serde_json::to_vec(&out)?).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote reference logits {:?} to {}", dims, path.display());
+    Ok(())
+}

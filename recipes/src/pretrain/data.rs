@@ -1,0 +1,224 @@
+//! Supervised examples for the bundled model: synthetic tasks in Med-R1's
+//! prompt format (R1-V's question template), answered with a short
+//! `<think>…</think><answer>…</answer>` trace, tokenized through the
+//! checkpoint's own chat template.
+
+use anyhow::{anyhow, Result};
+use serde_json::json;
+use vlrl::data::synth::{MedSynth, TextLogic, VisualMath, VisualMathConfig};
+use vlrl::data::{Row, Sample, TaskGenerator};
+use vlrl::qwen::QwenTokenizer;
+
+/// R1-V / Med-R1's question template (`open_r1/grpo.py`), multiple choice.
+pub const OPTION_TEMPLATE: &str =
+    "Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags.";
+/// The same for numeric answers (R1-V's original wording).
+pub const NUMBER_TEMPLATE: &str =
+    "Output the thinking process in <think> </think> and final answer (number) in <answer> </answer> tags.";
+
+/// The user text of a row in Med-R1's format: `{problem} {template}`.
+pub fn prompt_text(row: &Row) -> String {
+    let problem = row.prompt_text().unwrap_or_default();
+    let template = if row.options.is_empty() {
+        NUMBER_TEMPLATE
+    } else {
+        OPTION_TEMPLATE
+    };
+    format!("{problem} {template}")
+}
+
+/// The target trace: a one-line reason that names what the pixels show,
+/// then the answer.
+pub fn response_text(row: &Row) -> String {
+    let answer = row.answer.clone().unwrap_or_default();
+    let think = match (row.meta_str("modality"), row.meta_str("answer_text")) {
+        (Some(m), Some(a)) => format!("This is a {m} image. It shows {a}, which is option {answer}."),
+        _ => format!("The result is {answer}."),
+    };
+    format!("<think>{think}</think><answer>{answer}</answer>")
+}
+
+/// The whole conversation as plain text without special tokens, for training
+/// the BPE.
+pub fn corpus_text(row: &Row) -> String {
+    format!(
+        "system\nYou are a helpful assistant.\nuser\n{}\nassistant\n{}\n",
+        prompt_text(row),
+        response_text(row)
+    )
+}
+
+/// Which generator a training index draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Med,
+    TextLogic,
+    VisualMath,
+}
+
+/// The synthetic task mix: mostly med-synth, with a little text-logic and
+/// visual-math (one in `1 / (2·side_rate)` each) so the other recipes start
+/// from a model that has seen their formats.
+#[derive(Debug, Clone)]
+pub struct TaskMix {
+    med: MedSynth,
+    visual_math: VisualMath,
+    /// Per mille of samples from each side task.
+    side_per_mille: u64,
+}
+
+impl TaskMix {
+    pub fn new(image_size: u32, side_per_mille: u64) -> Result<Self> {
+        let med = MedSynth::new(vlrl::data::synth::MedSynthConfig {
+            image_size,
+            ..Default::default()
+        })?;
+        let visual_math = VisualMath::new(VisualMathConfig { image_size })?;
+        Ok(Self {
+            med,
+            visual_math,
+            side_per_mille,
+        })
+    }
+
+    /// Deterministic source of training index `i`.
+    pub fn source(&self, i: u64) -> Source {
+        // A fixed multiplicative hash spreads the side tasks evenly.
+        let h = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 1000;
+        if h < self.side_per_mille {
+            Source::TextLogic
+        } else if h < 2 * self.side_per_mille {
+            Source::VisualMath
+        } else {
+            Source::Med
+        }
+    }
+
+    /// Training sample `i` of `seed`.
+    pub fn train_sample(&self, i: u64, seed: u64) -> Sample {
+        match self.source(i) {
+            Source::Med => self.med.sample(i, seed),
+            Source::TextLogic => TextLogic.sample(i, seed),
+            Source::VisualMath => self.visual_math.sample(i, seed),
+        }
+    }
+
+    /// Held-out med-synth samples (another seed: other latents and images).
+    pub fn med_sample(&self, i: u64, seed: u64) -> Sample {
+        self.med.sample(i, seed)
+    }
+}
+
+/// A tokenized example.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Prompt ids with the image placeholder expanded.
+    pub prompt: Vec<u32>,
+    /// Target ids: the trace and `<|im_end|>`.
+    pub response: Vec<u32>,
+    pub sample: Sample,
+}
+
+/// Tokenizes samples with the checkpoint's chat template.
+pub struct Encoder<'a> {
+    pub tokenizer: &'a QwenTokenizer,
+    pub image_pad: u32,
+    pub im_end: u32,
+    /// Merged vision tokens per image (4 for a 56x56 image).
+    pub tokens_per_image: usize,
+}
+
+impl Encoder<'_> {
+    /// Prompt ids of a sample (chat template, generation prompt added).
+    pub fn prompt(&self, sample: &Sample) -> Result<Vec<u32>> {
+        let row = &sample.row;
+        let mut content = Vec::new();
+        for _ in &sample.images {
+            content.push(json!({"type": "image"}));
+        }
+        content.push(json!({"type": "text", "text": prompt_text(row)}));
+        let messages = json!([{ "role": "user", "content": content }]);
+        let text = self.tokenizer.apply_chat_template(&messages, true)?;
+        let ids = self.tokenizer.encode(&text)?;
+        let mut out = Vec::with_capacity(ids.len() + 8);
+        for id in ids {
+            if id == self.image_pad {
+                out.extend(std::iter::repeat_n(id, self.tokens_per_image));
+            } else {
+                out.push(id);
+            }
+        }
+        let pads = out.iter().filter(|&&t| t == self.image_pad).count();
+        if pads != sample.images.len() * self.tokens_per_image {
+            return Err(anyhow!(
+                "sample {}: {pads} image tokens for {} images",
+                row.id,
+                sample.images.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn example(&self, sample: Sample) -> Result<Example> {
+        let prompt = self.prompt(&sample)?;
+        let mut response = self.tokenizer.encode(&response_text(&sample.row))?;
+        response.push(self.im_end);
+        Ok(Example {
+            prompt,
+            response,
+            sample,
+        })
+    }
+}
+
+/// The answer inside `<answer>…</answer>` (trimmed), if the tags are there.
+pub fn parse_answer(text: &str) -> Option<&str> {
+    let start = text.find("<answer>")? + "<answer>".len();
+    let end = start + text.get(start..)?.find("</answer>")?;
+    text.get(start..end).map(str::trim)
+}
+
+/// Whether a completion's answer matches the row's (case-insensitive; a
+/// multiple-choice answer may be `B` or `B: text`).
+pub fn is_correct(completion: &str, row: &Row) -> bool {
+    let (Some(got), Some(want)) = (parse_answer(completion), row.answer.as_deref()) else {
+        return false;
+    };
+    if got.eq_ignore_ascii_case(want) {
+        return true;
+    }
+    !row.options.is_empty()
+        && got
+            .split([':', '.', ')', ' '])
+            .next()
+            .is_some_and(|l| l.eq_ignore_ascii_case(want))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse() {
+        assert_eq!(parse_answer("<think>x</think><answer> B </answer>"), Some("B"));
+        assert_eq!(parse_answer("<answer>B"), None);
+        assert_eq!(parse_answer("no tags"), None);
+        let row = Row {
+            answer: Some("C".into()),
+            options: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            ..Row::default()
+        };
+        assert!(is_correct("<answer>c</answer>", &row));
+        assert!(is_correct("<answer>C: c</answer>", &row));
+        assert!(!is_correct("<answer>D</answer>", &row));
+        assert!(!is_correct("C", &row));
+    }
+
+    #[test]
+    fn the_mix_is_mostly_med_and_deterministic() {
+        let mix = TaskMix::new(56, 50).unwrap();
+        let med = (0..2000).filter(|&i| mix.source(i) == Source::Med).count();
+        assert!((1700..1900).contains(&med), "{med}");
+        assert_eq!(mix.train_sample(17, 3), mix.train_sample(17, 3));
+    }
+}
