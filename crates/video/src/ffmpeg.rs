@@ -17,6 +17,8 @@ use image::RgbImage;
 use crate::error::VideoError;
 use crate::source::{dedup_sorted, reorder, FrameSource, VideoInfo};
 
+/// Times a missing frame is retried from an earlier key frame.
+const MAX_KEY_RETRIES: usize = 4;
 /// Corrupt packets skipped (demuxer or decoder) before giving up on a file.
 const MAX_BAD_PACKETS: usize = 256;
 
@@ -90,8 +92,12 @@ impl FfmpegSource {
             path: path.clone(),
             reason: format!("{what}: {e}"),
         };
-        let mut input =
-            ff::format::input(&path).map_err(|e| corrupt("cannot open container", e))?;
+        let mut input = ff::format::input(&path).map_err(|e| match e {
+            // The container ends before any frame (e.g. a Matroska file
+            // with a video track and no clusters).
+            ff::Error::Eof => VideoError::Empty { path: path.clone() },
+            e => corrupt("cannot open container", e),
+        })?;
         let stream = input
             .streams()
             .best(ff::media::Type::Video)
@@ -163,13 +169,14 @@ impl FfmpegSource {
         })
     }
 
-    /// The key frame at or before `index`.
-    fn key_before(&self, index: usize) -> usize {
+    /// The key frame at or before `index`, stepping `back` key frames
+    /// further (a retry when decoding from the nearest one did not produce
+    /// the frame); `None` when there is no such key frame.
+    fn key_before(&self, index: usize, back: usize) -> Option<usize> {
         let pos = self.keys.partition_point(|&k| k <= index);
-        pos.checked_sub(1)
+        pos.checked_sub(1 + back)
             .and_then(|p| self.keys.get(p))
             .copied()
-            .unwrap_or(0)
     }
 
     /// Frame index of a decoded frame's timestamp (exact match, else the
@@ -381,44 +388,43 @@ impl FrameSource for FfmpegSource {
         let mut frame = ff::frame::Video::empty();
         // Index of the last frame the decoder produced in the current run.
         let mut position: Option<usize> = None;
-        let mut seeks = 0usize;
+        // Key frames to step back for the current target: some streams (an
+        // x264 tail GOP, open GOPs) do not decode from the nearest key frame
+        // after a seek, so a miss retries from the key frame before it.
+        let mut back = 0usize;
         let mut next = 0usize;
         while let Some(&target) = targets.get(next) {
-            let key = self.key_before(target);
+            let key = self
+                .key_before(target, back)
+                .filter(|_| back <= MAX_KEY_RETRIES)
+                .ok_or_else(|| {
+                    self.decode_error(target, "frame was not produced by the decoder")
+                })?;
             let can_continue = position.is_some_and(|p| p < target && key <= p);
             if !can_continue {
-                seeks += 1;
-                if seeks > 2 * targets.len() + 2 {
-                    return Err(self.decode_error(target, "decoder makes no progress"));
-                }
                 self.seek_to(key)?;
                 position = None;
             }
-            // Decode forward until the target comes out.
-            loop {
+            // Decode forward until the target comes out or is passed.
+            let produced = loop {
                 let Some(at) = self.next_frame(&mut frame)? else {
-                    return Err(self.decode_error(target, "stream ended before the frame"));
+                    break false;
                 };
-                if at < target {
-                    position = Some(at);
-                    continue;
+                position = Some(at);
+                if at == target {
+                    break true;
                 }
                 if at > target {
-                    // The target never came out (missing or undecodable
-                    // frame). After a fresh seek that is final; otherwise
-                    // retry once from its key frame.
-                    if position.is_none() || !can_continue {
-                        return Err(
-                            self.decode_error(target, "frame was not produced by the decoder")
-                        );
-                    }
-                    position = None;
-                    break;
+                    break false;
                 }
+            };
+            if produced {
                 decoded.push(self.convert_rgb(&frame, target)?);
-                position = Some(at);
                 next += 1;
-                break;
+                back = 0;
+            } else {
+                back += 1;
+                position = None;
             }
         }
         reorder(decoded, &slots, &self.path)
@@ -569,6 +575,9 @@ pub fn encode_video(
         let mut packet = ff::Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
+            // Each frame lasts 1000 ticks; without a duration the muxer
+            // guesses the last one and the average frame rate drifts.
+            packet.set_duration(1000);
             packet.rescale_ts(time_base, stream_time_base);
             packet
                 .write_interleaved(output)
