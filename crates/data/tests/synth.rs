@@ -101,6 +101,11 @@ fn rows_are_valid_and_answers_match_options() {
             row.validate().unwrap_or_else(|e| panic!("{}: {e}", row.id));
             assert_eq!(row.source, g.name());
             assert_eq!(row.images.len(), s.images.len());
+            assert!(
+                row.meta_str("rationale").is_some_and(|r| !r.is_empty()),
+                "{}: every row explains its answer",
+                row.id
+            );
             let answer = row.answer.as_deref().unwrap();
             match row.verifier.as_deref() {
                 Some("multiple_choice") => {

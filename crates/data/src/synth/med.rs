@@ -123,6 +123,69 @@ fn finding_names(m: Modality) -> [&'static str; 4] {
     }
 }
 
+/// What each modality looks like, for rationales (SFT traces).
+fn look(m: Modality) -> &'static str {
+    match m {
+        Modality::Ct => "a grey body with a bright bone outline on black",
+        Modality::Mri => "grey tissue with wavy bright and dark folds",
+        Modality::XRay => "bright ribs and a bright spine over a grey body",
+        Modality::Fundus => "an orange retina with a yellow optic disc and red vessels",
+        Modality::Dermoscopy => "creased skin inside a dark round field",
+        Modality::Microscopy => "pink tissue with purple nuclei on a pale slide",
+        Modality::Oct => "stacked wavy grey bands",
+        Modality::Ultrasound => "a speckled fan-shaped view",
+    }
+}
+
+const OUTLINE_WORDS: [&str; 4] = ["round", "a wide oval", "a tall oval", "two-lobed"];
+const LESION_WORDS: [&str; 4] = [
+    "no lesion",
+    "a solid blob",
+    "a ring with a dark centre",
+    "a cluster of small dots",
+];
+const SIZE_WORDS: [&str; 4] = ["very small", "small", "medium", "large"];
+
+/// A one-sentence account of the visible evidence for the answer, for
+/// supervised `<think>` traces.
+fn rationale(lat: &Latent, q: QuestionType) -> String {
+    let m = lat.modality;
+    let a = lat.anatomy % 4;
+    let f = lat.finding % 4;
+    let g = lat.grade % 4;
+    match q {
+        QuestionType::ModalityRecognition => {
+            format!("The image shows {}, so it is {}.", look(m), m.label())
+        }
+        QuestionType::AnatomyIdentification => format!(
+            "The imaged structure is {}, which is the {}.",
+            OUTLINE_WORDS[a],
+            anatomy_names(m)[a]
+        ),
+        QuestionType::DiseaseDiagnosis => {
+            if f == 0 {
+                format!(
+                    "There is no lesion, so the finding is {}.",
+                    finding_names(m)[0]
+                )
+            } else {
+                format!(
+                    "There is {}, which indicates {}.",
+                    LESION_WORDS[f],
+                    finding_names(m)[f]
+                )
+            }
+        }
+        QuestionType::LesionGrading => {
+            format!("The lesion is {}, so it is {}.", SIZE_WORDS[g], GRADES[g])
+        }
+        QuestionType::BiologicalAttributes => format!(
+            "The lesion lies in the {} part of the image.",
+            LOCATIONS[lat.quadrant % 4]
+        ),
+    }
+}
+
 const GRADES: [&str; 4] = ["grade 1", "grade 2", "grade 3", "grade 4"];
 /// Lesion radius per grade, as a fraction of half the image side. Adjacent
 /// grades stay apart under the +-8% size jitter.
@@ -560,6 +623,7 @@ impl TaskGenerator for MedSynth {
             },
         );
         meta.insert("answer_text".into(), answer_text.into());
+        meta.insert("rationale".into(), rationale(&lat, qtype).into());
         let row = Row {
             id: id.clone(),
             source: self.name().into(),

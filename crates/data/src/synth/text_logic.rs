@@ -34,7 +34,7 @@ impl TaskGenerator for TextLogic {
         let other = other.choose(&mut rng).copied().unwrap_or("Ben");
         let item = ITEMS.choose(&mut rng).copied().unwrap_or("apples");
         let kind = rng.random_range(0..5u32);
-        let (template, problem, answer): (&str, String, i64) = match kind {
+        let (template, problem, answer, why): (&str, String, i64, String) = match kind {
             0 => {
                 let (a, b) = (rng.random_range(2..20i64), rng.random_range(1..15i64));
                 let c = rng.random_range(0..=a + b);
@@ -42,6 +42,7 @@ impl TaskGenerator for TextLogic {
                     "buy_give",
                     format!("{name} has {a} {item}, buys {b} more and gives {c} to {other}. How many {item} does {name} have now?"),
                     a + b - c,
+                    format!("{a} + {b} - {c} = {}", a + b - c),
                 )
             }
             1 => {
@@ -51,6 +52,7 @@ impl TaskGenerator for TextLogic {
                     "grid_remove",
                     format!("A box holds {rows} rows of {per} {item}. {removed} are taken out. How many are left?"),
                     rows * per - removed,
+                    format!("{rows} * {per} - {removed} = {}", rows * per - removed),
                 )
             }
             2 => {
@@ -63,6 +65,10 @@ impl TaskGenerator for TextLogic {
                         terms.join(", ")
                     ),
                     start + 4 * step,
+                    format!(
+                        "The step is {step}, so the next number is {}",
+                        start + 4 * step
+                    ),
                 )
             }
             3 => {
@@ -75,6 +81,7 @@ impl TaskGenerator for TextLogic {
                     "equation",
                     format!("If x + {a} = {}, what is {k} * x?", x + a),
                     k * x,
+                    format!("x = {} - {a} = {x}, so {k} * x = {}", x + a, k * x),
                 )
             }
             _ => {
@@ -87,11 +94,18 @@ impl TaskGenerator for TextLogic {
                     "ages",
                     format!("{name} is {age} years old and {other} is {diff} years older. What will the sum of their ages be in {years} years?"),
                     age + (age + diff) + 2 * years,
+                    format!(
+                        "{age} + {} = {} now, plus 2 * {years} = {}",
+                        age + diff,
+                        2 * age + diff,
+                        2 * age + diff + 2 * years
+                    ),
                 )
             }
         };
         let mut meta = Map::new();
         meta.insert("template".into(), template.into());
+        meta.insert("rationale".into(), why.into());
         let row = Row {
             id: sample_id(self.name(), seed, index),
             source: self.name().into(),

@@ -101,6 +101,10 @@ impl TaskGenerator for VisualMath {
                 shape.draw(&mut img, x, y, r, color);
             }
             meta.insert("task".into(), "count".into());
+            meta.insert(
+                "rationale".into(),
+                format!("There are {count} {}s.", target.name()).into(),
+            );
             meta.insert("target_shape".into(), target.name().into());
             (
                 format!("How many {}s are in the image?", target.name()),
@@ -138,6 +142,15 @@ impl TaskGenerator for VisualMath {
                 .map(|&c| NAMED_COLORS[c].0.to_string())
                 .collect();
             meta.insert("task".into(), "bars".into());
+            let listing: Vec<String> = names
+                .iter()
+                .zip(&heights)
+                .map(|(n, h)| format!("{n} {h}"))
+                .collect();
+            meta.insert(
+                "rationale".into(),
+                format!("Bar heights: {}.", listing.join(", ")).into(),
+            );
             meta.insert(
                 "bars".into(),
                 json!(names

@@ -120,6 +120,14 @@ impl TaskGenerator for ZoomSearch {
         meta.insert("target_shape".into(), shape.name().into());
         meta.insert("target_color".into(), color_name.into());
         meta.insert("answer_text".into(), answer_text.into());
+        meta.insert(
+            "rationale".into(),
+            format!(
+                "The only coloured object is a {color_name} {}.",
+                shape.name()
+            )
+            .into(),
+        );
         meta.insert("image_size".into(), size.into());
         let row = Row {
             id: id.clone(),
