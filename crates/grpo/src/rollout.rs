@@ -1,0 +1,148 @@
+//! Rollout batches: everything known about the sampled completions of one
+//! training step, kept on the host so that mini-batches, micro-batches and
+//! data-parallel shards are plain row subsets.
+
+use burn::tensor::{backend::AutodiffBackend, Int, Tensor, TensorData};
+
+use crate::policy::SequenceBatch;
+
+/// One completion of the rollout batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRow {
+    /// Index of the prompt in [`RolloutBatch::extras`].
+    pub prompt_index: usize,
+    /// Group id (rows with the same prompt draw share it).
+    pub group: usize,
+    /// Prompt token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Completion token ids.
+    pub completion_ids: Vec<u32>,
+    /// True when generation hit `max_new_tokens`.
+    pub truncated: bool,
+    /// Data-source tag.
+    pub source: String,
+    /// Reward from the reward function.
+    pub score: f64,
+    /// Accuracy reported by the reward function, if any.
+    pub accuracy: Option<f64>,
+    /// Reward after overlong shaping and KL-in-reward: what advantages use.
+    pub reward: f64,
+    /// Log-probs of the completion under the sampling policy (per token).
+    pub old_logp: Vec<f32>,
+    /// Log-probs under the reference policy, when a reference is used.
+    pub ref_logp: Option<Vec<f32>>,
+    /// Advantage of the completion.
+    pub advantage: f64,
+}
+
+/// The rows of one step plus the prompts' extra inputs.
+#[derive(Debug, Clone)]
+pub struct RolloutBatch<E> {
+    /// Completions, grouped by prompt (`group_size` consecutive rows).
+    pub rows: Vec<RolloutRow>,
+    /// Extra inputs per prompt.
+    pub extras: Vec<E>,
+}
+
+/// Host-side `[n, width]` matrices of a row subset.
+#[derive(Debug, Clone)]
+pub struct HostMatrices {
+    /// Width (longest completion of the subset, at least 1).
+    pub width: usize,
+    /// Completion lengths.
+    pub lens: Vec<usize>,
+    /// Validity mask.
+    pub mask: Vec<f32>,
+    /// Old log-probs (0 at padding).
+    pub old_logp: Vec<f32>,
+    /// Reference log-probs (0 at padding), if every row has them.
+    pub ref_logp: Option<Vec<f32>>,
+    /// Advantages broadcast over valid tokens (0 at padding).
+    pub advantages: Vec<f32>,
+}
+
+impl<E: Clone> RolloutBatch<E> {
+    /// Padded model inputs of the rows `idx` on `device` (pad id 0).
+    pub fn sequence_batch<B: AutodiffBackend>(
+        &self,
+        idx: &[usize],
+        device: &B::Device,
+    ) -> SequenceBatch<B, E> {
+        let rows: Vec<&RolloutRow> = idx.iter().filter_map(|&i| self.rows.get(i)).collect();
+        let n = rows.len();
+        let p = rows
+            .iter()
+            .map(|r| r.prompt_ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let c = rows
+            .iter()
+            .map(|r| r.completion_ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut pids = vec![0i64; n * p];
+        let mut pmask = vec![0f32; n * p];
+        let mut cids = vec![0i64; n * c];
+        let mut cmask = vec![0f32; n * c];
+        for (i, r) in rows.iter().enumerate() {
+            let off = p - r.prompt_ids.len();
+            for (j, &t) in r.prompt_ids.iter().enumerate() {
+                pids[i * p + off + j] = t as i64;
+                pmask[i * p + off + j] = 1.0;
+            }
+            for (j, &t) in r.completion_ids.iter().enumerate() {
+                cids[i * c + j] = t as i64;
+                cmask[i * c + j] = 1.0;
+            }
+        }
+        SequenceBatch {
+            prompt_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(pids, [n, p]), device),
+            prompt_mask: Tensor::<B, 2>::from_data(TensorData::new(pmask, [n, p]), device),
+            completion_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(cids, [n, c]), device),
+            completion_mask: Tensor::<B, 2>::from_data(TensorData::new(cmask, [n, c]), device),
+            prompt_lens: rows.iter().map(|r| r.prompt_ids.len()).collect(),
+            completion_lens: rows.iter().map(|r| r.completion_ids.len()).collect(),
+            extras: rows
+                .iter()
+                .filter_map(|r| self.extras.get(r.prompt_index).cloned())
+                .collect(),
+        }
+    }
+
+    /// Host matrices of the rows `idx`, padded to their longest completion.
+    pub fn host_matrices(&self, idx: &[usize]) -> HostMatrices {
+        let rows: Vec<&RolloutRow> = idx.iter().filter_map(|&i| self.rows.get(i)).collect();
+        let width = rows
+            .iter()
+            .map(|r| r.completion_ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let n = rows.len();
+        let mut mask = vec![0f32; n * width];
+        let mut old = vec![0f32; n * width];
+        let mut adv = vec![0f32; n * width];
+        let has_ref = !rows.is_empty() && rows.iter().all(|r| r.ref_logp.is_some());
+        let mut refl = vec![0f32; n * width];
+        for (i, r) in rows.iter().enumerate() {
+            for t in 0..r.completion_ids.len() {
+                mask[i * width + t] = 1.0;
+                old[i * width + t] = r.old_logp.get(t).copied().unwrap_or(0.0);
+                adv[i * width + t] = r.advantage as f32;
+                if let Some(rl) = &r.ref_logp {
+                    refl[i * width + t] = rl.get(t).copied().unwrap_or(0.0);
+                }
+            }
+        }
+        HostMatrices {
+            width,
+            lens: rows.iter().map(|r| r.completion_ids.len()).collect(),
+            mask,
+            old_logp: old,
+            ref_logp: has_ref.then_some(refl),
+            advantages: adv,
+        }
+    }
+}
