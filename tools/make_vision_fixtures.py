@@ -235,6 +235,38 @@ def tower_fixtures() -> dict:
     return meta
 
 
+def fnv1a64(data: bytes) -> str:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def test_card(width: int, height: int, seed: int) -> Image.Image:
+    """Same pixels as `test_card` in crates/vision/benches/vision.rs."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.uint64)
+    v = x * 7 + y * 13 + seed * 31
+    return Image.fromarray(np.stack([v % 251, (x ^ y) % 256, (x * y + seed) % 253], -1).astype(np.uint8))
+
+
+def large_image_hashes() -> dict:
+    """Full-size images are too big to store: keep an FNV-1a-64 hash of the
+    reference pixel_values bytes (f32 little endian) instead."""
+    out = {}
+    for w, h in ((1024, 768), (1000, 1333)):
+        img = test_card(w, h, 0)
+        for backend, cls in (("pil", Qwen2VLImageProcessorPil), ("tv", Qwen2VLImageProcessor)):
+            res = cls()(images=[img], return_tensors="pt")
+            pv = res["pixel_values"].float().contiguous().numpy().astype("<f4")
+            out[f"{w}x{h}.{backend}"] = {
+                "grid_thw": res["image_grid_thw"].tolist()[0],
+                "fnv1a64": fnv1a64(pv.tobytes()),
+                "len": int(pv.size),
+            }
+    return out
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1234)
@@ -245,6 +277,7 @@ def main() -> None:
         "pillow": Image.__version__,
         "preprocess": preprocessing_fixtures(cases),
         "towers": tower_fixtures(),
+        "large_images": large_image_hashes(),
     }
     try:
         import torchvision

@@ -130,8 +130,23 @@ impl<B: Backend> Qwen25VisionTower<B> {
         prefix: &str,
         device: &B::Device,
     ) -> Result<Self, WeightError> {
+        Self::build(config, WeightLoader::<B>::new(store, prefix, device))
+    }
+
+    /// A tower with deterministic random weights (benchmarks, tests, training from scratch).
+    pub fn random(
+        config: &Qwen25VisionConfig,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Self, WeightError> {
+        Self::build(config, WeightLoader::<B>::random(seed, device))
+    }
+
+    fn build(
+        config: &Qwen25VisionConfig,
+        mut loader: WeightLoader<'_, B>,
+    ) -> Result<Self, WeightError> {
         config.validate()?;
-        let mut loader = WeightLoader::<B>::new(store, prefix, device);
         let (d, f) = (config.hidden_size, config.intermediate_size);
         let patch_embed = loader.flattened_kernel(
             "patch_embed.proj.weight",

@@ -80,8 +80,23 @@ impl<B: Backend> Qwen2VisionTower<B> {
         prefix: &str,
         device: &B::Device,
     ) -> Result<Self, WeightError> {
+        Self::build(config, WeightLoader::<B>::new(store, prefix, device))
+    }
+
+    /// A tower with deterministic random weights (benchmarks, tests, training from scratch).
+    pub fn random(
+        config: &Qwen2VisionConfig,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Self, WeightError> {
+        Self::build(config, WeightLoader::<B>::random(seed, device))
+    }
+
+    fn build(
+        config: &Qwen2VisionConfig,
+        mut loader: WeightLoader<'_, B>,
+    ) -> Result<Self, WeightError> {
         config.validate()?;
-        let mut loader = WeightLoader::<B>::new(store, prefix, device);
         let d = config.embed_dim;
         let patch_embed = loader.flattened_kernel(
             "patch_embed.proj.weight",

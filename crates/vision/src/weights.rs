@@ -188,10 +188,16 @@ impl TensorStore {
     }
 }
 
+enum Source<'a> {
+    Store(&'a TensorStore),
+    /// Deterministic random initialisation (splitmix64 state).
+    Random(u64),
+}
+
 /// A load in progress: hands out parameters, remembers what was used and what
 /// went wrong, and reports everything at [`WeightLoader::finish`].
 pub struct WeightLoader<'a, B: Backend> {
-    store: &'a TensorStore,
+    source: Source<'a>,
     prefix: String,
     device: B::Device,
     used: BTreeSet<String>,
@@ -203,8 +209,22 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// Loads names `prefix + local` (e.g. prefix `"visual."`).
     pub fn new(store: &'a TensorStore, prefix: &str, device: &B::Device) -> Self {
         Self {
-            store,
+            source: Source::Store(store),
             prefix: prefix.to_string(),
+            device: device.clone(),
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            shape_errors: Vec::new(),
+        }
+    }
+
+    /// A loader that invents deterministic random weights instead of reading a
+    /// checkpoint (for benchmarks and tests): norm scales 1, biases 0, matrices
+    /// uniform in `±1/sqrt(fan_in)`.
+    pub fn random(seed: u64, device: &B::Device) -> Self {
+        Self {
+            source: Source::Random(seed ^ 0x9e37_79b9_7f4a_7c15),
+            prefix: String::new(),
             device: device.clone(),
             used: BTreeSet::new(),
             missing: Vec::new(),
@@ -220,7 +240,11 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     fn take(&mut self, local: &str, expected: &[usize]) -> Vec<f32> {
         let name = format!("{}{}", self.prefix, local);
         let zeros = || vec![0.0; expected.iter().product()];
-        match self.store.read_f32(&name) {
+        let store = match &mut self.source {
+            Source::Store(store) => *store,
+            Source::Random(state) => return random_values(state, local, expected),
+        };
+        match store.read_f32(&name) {
             Ok((values, shape)) => {
                 self.used.insert(name.clone());
                 if shape != expected {
@@ -283,8 +307,10 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         if let Some(err) = self.shape_errors.into_iter().next() {
             return Err(err);
         }
-        let mut unexpected: Vec<String> = self
-            .store
+        let Source::Store(store) = self.source else {
+            return Ok(());
+        };
+        let mut unexpected: Vec<String> = store
             .names()
             .filter(|n| n.starts_with(&self.prefix) && !self.used.contains(*n))
             .map(str::to_string)
@@ -295,4 +321,28 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         }
         Ok(())
     }
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn random_values(state: &mut u64, name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    if shape.len() == 1 {
+        let fill = if name.ends_with("bias") { 0.0 } else { 1.0 };
+        return vec![fill; n];
+    }
+    let fan_in: usize = shape.iter().skip(1).product();
+    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    (0..n)
+        .map(|_| {
+            let u = (splitmix64(state) >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * u - 1.0) * bound
+        })
+        .collect()
 }

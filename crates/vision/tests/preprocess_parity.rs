@@ -211,3 +211,64 @@ fn zero_size_images_are_errors() {
     png[16..24].copy_from_slice(&[0; 8]);
     assert!(vlrl_vision::decode_image(&png, "zero.png", DecodeOptions::default()).is_err());
 }
+
+/// Same pixels as `test_card` in benches/vision.rs and tools/make_vision_fixtures.py.
+fn test_card(width: u32, height: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let v = x
+            .wrapping_mul(7)
+            .wrapping_add(y.wrapping_mul(13))
+            .wrapping_add(seed.wrapping_mul(31));
+        image::Rgb([
+            (v % 251) as u8,
+            ((x ^ y) % 256) as u8,
+            ((x * y + seed) % 253) as u8,
+        ])
+    })
+}
+
+fn fnv1a64(values: &[f32]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Full-size images (default min/max pixels), compared through a hash of the
+/// reference's f32 bytes: equal hashes mean bit-identical pixel_values.
+#[test]
+fn large_images_are_bit_identical() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("meta.json")).unwrap())
+            .unwrap();
+    for (w, h) in [(1024u32, 768u32), (1000, 1333)] {
+        let img = test_card(w, h, 0);
+        for (backend, resample) in [
+            ("pil", Resample::PilBicubic),
+            ("tv", Resample::TorchvisionBicubic),
+        ] {
+            let expected = &meta["large_images"][format!("{w}x{h}.{backend}")];
+            let config = ProcessorConfig {
+                resample,
+                ..ProcessorConfig::default()
+            };
+            let ours = preprocess_images(std::slice::from_ref(&img), &config).unwrap();
+            let grid: Vec<usize> = ours.grid_thw[0].to_vec();
+            assert_eq!(
+                serde_json::json!(grid),
+                expected["grid_thw"],
+                "{w}x{h} {backend}"
+            );
+            assert_eq!(ours.data.len() as u64, expected["len"].as_u64().unwrap());
+            assert_eq!(
+                fnv1a64(&ours.data),
+                expected["fnv1a64"].as_str().unwrap(),
+                "{w}x{h} {backend}"
+            );
+        }
+    }
+}
