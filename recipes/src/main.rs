@@ -1,7 +1,7 @@
 //! `recipes`: the vlrl command line. One subcommand per paper recipe, plus
 //! the tools around them (pretrain the bundled model, chat with a checkpoint).
 
-use recipes::generate;
+use recipes::{generate, med_r1, pretrain};
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Med-R1: GRPO on medical VQA (synthetic med-synth by default).
-    MedR1,
+    MedR1(med_r1::MedR1Args),
     /// Chain-of-Focus: SFT cold start then multi-turn zoom RL.
     ChainOfFocus,
     /// Video-RTS: pure-RL video reasoning with sparse-to-dense test-time scaling.
@@ -44,6 +44,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::MedR1(args) => med_r1::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         other => not_built(&other),
     }

@@ -43,7 +43,7 @@ pub struct VlmPolicy<B: Backend> {
 }
 
 /// Stacks the images of several prompts (in order) into one vision input.
-fn stack_vision<B: Backend>(
+pub fn stack_vision<B: Backend>(
     extras: &[&PromptVision],
     device: &B::Device,
 ) -> Option<VisionInput<B>> {

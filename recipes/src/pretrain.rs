@@ -31,7 +31,9 @@ use serde_json::json;
 use vlrl::backend::{Cpu, CpuTrain};
 use vlrl::qwen::init::{write_random_init, Qwen2VlSpec};
 use vlrl::qwen::save::save_qwen2_vl;
-use vlrl::qwen::{MultimodalBatch, Qwen2Config, Qwen2VL, QwenTokenizer, SamplingParams, VisionInput};
+use vlrl::qwen::{
+    MultimodalBatch, Qwen2Config, Qwen2VL, QwenTokenizer, SamplingParams, VisionInput,
+};
 use vlrl::vision::{preprocess_images, ProcessorConfig, Qwen2VisionConfig};
 
 pub use data::{is_correct, parse_answer, prompt_text, response_text};
@@ -155,7 +157,10 @@ impl PretrainArgs {
                 .with_context(|| format!("reading {}", self.config.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", self.config.display()))?
         } else {
-            tracing::warn!("{} not found; using built-in defaults", self.config.display());
+            tracing::warn!(
+                "{} not found; using built-in defaults",
+                self.config.display()
+            );
             PretrainConfig::default()
         };
         if let Some(v) = self.seed {
@@ -252,7 +257,11 @@ fn processor_config(image_size: u32) -> ProcessorConfig {
 }
 
 /// The model's spec for a config and tokenizer.
-fn model_spec(cfg: &PretrainConfig, ids: &SpecialIds, tokenizer_size: usize) -> Result<Qwen2VlSpec> {
+fn model_spec(
+    cfg: &PretrainConfig,
+    ids: &SpecialIds,
+    tokenizer_size: usize,
+) -> Result<Qwen2VlSpec> {
     let vocab = tokenizer_size.div_ceil(64) * 64;
     let text = Qwen2Config {
         vocab_size: vocab,
@@ -344,14 +353,14 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
     let evaluator = Evaluator::new(cfg, &qtok)?;
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay)
-        .with_grad_clipping(Some(burn::optim::GradientClippingConfig::Norm(cfg.grad_clip)))
+        .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(
+            cfg.grad_clip,
+        )))
         .init::<CpuTrain, Qwen2VL<CpuTrain>>();
     let bar = ProgressBar::new(cfg.max_steps as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let train_started = Instant::now();
     let mut losses = Vec::new();
@@ -366,7 +375,8 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
                 encoder.example(mix.train_sample(i, cfg.seed))
             })
             .collect::<Result<_>>()?;
-        let (batch, targets, mask, n_tokens) = training_batch::<CpuTrain>(&examples, &processor, ids.endoftext, &device)?;
+        let (batch, targets, mask, n_tokens) =
+            training_batch::<CpuTrain>(&examples, &processor, ids.endoftext, &device)?;
         let logits = model.forward(&batch)?;
         let loss = masked_nll(logits, targets, mask, n_tokens);
         let loss_value = loss.clone().into_scalar() as f64;
@@ -386,8 +396,8 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
             bar.set_message(format!("loss {mean:.4} lr {lr:.2e}"));
             tracing::debug!(step, loss = mean, lr, "train");
         }
-        let out_of_time = cfg.max_minutes > 0.0
-            && train_started.elapsed().as_secs_f64() > cfg.max_minutes * 60.0;
+        let out_of_time =
+            cfg.max_minutes > 0.0 && train_started.elapsed().as_secs_f64() > cfg.max_minutes * 60.0;
         if step % cfg.eval_every == 0 || out_of_time {
             let r = evaluator.evaluate(&model.valid(), cfg.eval_samples)?;
             evals.push((step, r.accuracy));
@@ -423,12 +433,19 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
     save_qwen2_vl(&trained, &spec, out)?;
     let reloaded = Qwen2VL::<Cpu>::from_dir(out, &device)?;
     let fin = evaluator.evaluate(&reloaded, cfg.final_eval_samples)?;
-    let checkpoint_bytes = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-        "chat_template.json", "generation_config.json", "preprocessor_config.json"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(out.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
+    let checkpoint_bytes = [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::metadata(out.join(f)).ok())
+    .map(|m| m.len())
+    .sum();
     let report = PretrainReport {
         config: cfg.clone(),
         steps,
@@ -453,7 +470,9 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
 
 fn tokens_per_image(processor: &ProcessorConfig, image_size: u32) -> Result<usize> {
     let side = image_size as usize;
-    let patches = processor.num_patches(side, side).map_err(|e| anyhow!("{e}"))?;
+    let patches = processor
+        .num_patches(side, side)
+        .map_err(|e| anyhow!("{e}"))?;
     Ok(patches / (processor.merge_size * processor.merge_size))
 }
 
@@ -473,14 +492,20 @@ fn vision_input<B: Backend>(
     processor: &ProcessorConfig,
     device: &B::Device,
 ) -> Result<Option<VisionInput<B>>> {
-    let images: Vec<_> = samples.iter().flat_map(|s| s.images.iter().cloned()).collect();
+    let images: Vec<_> = samples
+        .iter()
+        .flat_map(|s| s.images.iter().cloned())
+        .collect();
     if images.is_empty() {
         return Ok(None);
     }
     let patches = preprocess_images(&images, processor).map_err(|e| anyhow!("{e}"))?;
     let n = patches.num_patches();
     Ok(Some(VisionInput {
-        pixel_values: Tensor::from_data(TensorData::new(patches.data, [n, patches.patch_dim]), device),
+        pixel_values: Tensor::from_data(
+            TensorData::new(patches.data, [n, patches.patch_dim]),
+            device,
+        ),
         grid_thw: patches.grid_thw,
     }))
 }
@@ -572,14 +597,21 @@ struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     fn new(cfg: &PretrainConfig, tok: &'a QwenTokenizer) -> Result<Self> {
         let processor = processor_config(cfg.image_size);
-        let id = |t: &str| tok.token_id(t).ok_or_else(|| anyhow!("tokenizer lacks {t}"));
+        let id = |t: &str| {
+            tok.token_id(t)
+                .ok_or_else(|| anyhow!("tokenizer lacks {t}"))
+        };
         Ok(Self {
             cfg: cfg.clone(),
             mix: TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?,
             tok,
             tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
             processor,
-            ids: (id("<|image_pad|>")?, id("<|im_end|>")?, id("<|endoftext|>")?),
+            ids: (
+                id("<|image_pad|>")?,
+                id("<|im_end|>")?,
+                id("<|endoftext|>")?,
+            ),
         })
     }
 
@@ -605,7 +637,10 @@ impl<'a> Evaluator<'a> {
             .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
             .collect();
         for chunk in samples.chunks(40) {
-            let prompts: Vec<Vec<u32>> = chunk.iter().map(|s| encoder.prompt(s)).collect::<Result<_>>()?;
+            let prompts: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|s| encoder.prompt(s))
+                .collect::<Result<_>>()?;
             let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(&prompts, pad);
             let refs: Vec<_> = chunk.iter().collect();
             let batch = MultimodalBatch {
@@ -657,14 +692,21 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
     let processor = processor_config(cfg.image_size);
     let encoder = Encoder {
         tokenizer: &tok,
-        image_pad: tok.token_id("<|image_pad|>").ok_or_else(|| anyhow!("no <|image_pad|>"))?,
-        im_end: tok.token_id("<|im_end|>").ok_or_else(|| anyhow!("no <|im_end|>"))?,
+        image_pad: tok
+            .token_id("<|image_pad|>")
+            .ok_or_else(|| anyhow!("no <|image_pad|>"))?,
+        im_end: tok
+            .token_id("<|im_end|>")
+            .ok_or_else(|| anyhow!("no <|im_end|>"))?,
         tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
     };
     let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
     // Two questions of different types (different prompt lengths), with the
     // reference answer appended so the logits cover the trace too.
-    let samples = [mix.med_sample(0, cfg.eval_seed), mix.med_sample(13, cfg.eval_seed)];
+    let samples = [
+        mix.med_sample(0, cfg.eval_seed),
+        mix.med_sample(13, cfg.eval_seed),
+    ];
     let rows: Vec<Vec<u32>> = samples
         .iter()
         .map(|s| {
@@ -672,12 +714,19 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
             Ok([e.prompt, e.response].concat())
         })
         .collect::<Result<_>>()?;
-    let pad = tok.token_id("<|endoftext|>").ok_or_else(|| anyhow!("no <|endoftext|>"))?;
+    let pad = tok
+        .token_id("<|endoftext|>")
+        .ok_or_else(|| anyhow!("no <|endoftext|>"))?;
     let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(&rows, pad);
     let refs: Vec<_> = samples.iter().collect();
-    let images = vision_input::<Cpu>(&refs, &processor, &device)?
-        .ok_or_else(|| anyhow!("no images"))?;
-    let pixel_values = images.pixel_values.clone().into_data().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let images =
+        vision_input::<Cpu>(&refs, &processor, &device)?.ok_or_else(|| anyhow!("no images"))?;
+    let pixel_values = images
+        .pixel_values
+        .clone()
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow!("{e:?}"))?;
     let grid_thw = images.grid_thw.clone();
     let batch = MultimodalBatch {
         input_ids: input_ids.clone(),
@@ -688,7 +737,10 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
     };
     let logits = model.forward(&batch)?;
     let dims = logits.dims();
-    let values = logits.into_data().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let values = logits
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow!("{e:?}"))?;
     let prompt_texts: Vec<String> = samples.iter().map(|s| prompt_text(&s.row)).collect();
     let out = json!({
         "checkpoint": dir,
@@ -701,7 +753,8 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
         "logits": values,
         "prompt_texts": prompt_texts,
     });
-    std::fs::write(path, serde_json::to_vec(&out)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, serde_json::to_vec(&out)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote reference logits {:?} to {}", dims, path.display());
     Ok(())
 }

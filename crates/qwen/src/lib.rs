@@ -5,9 +5,11 @@
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod init;
 pub mod qwen2;
 pub mod rope;
 pub mod rope_index;
+pub mod save;
 pub mod tokenizer;
 pub mod vlm;
 pub mod weights;
@@ -17,5 +19,5 @@ pub use error::{QwenError, Result};
 pub use generate::{Generation, SamplingParams};
 pub use qwen2::{AttentionMask, KvCache, Qwen2};
 pub use tokenizer::QwenTokenizer;
-pub use vlm::{MultimodalBatch, Qwen2VL, VisionInput, VisionTower};
+pub use vlm::{expand_vision_placeholders, MultimodalBatch, Qwen2VL, VisionInput, VisionTower};
 pub use weights::{Checkpoint, WeightLoader};

@@ -355,3 +355,61 @@ fn scatter_features<B: Backend>(
         .mask_where(mask.expand([b * s, h]), gathered);
     Ok(merged.reshape([b, s, h]))
 }
+
+/// The processor step of Qwen2-VL: each `<|image_pad|>` (`<|video_pad|>`) in
+/// the rendered chat text becomes one placeholder per merged feature of the
+/// matching image (video), `t·h·w / merge²` copies, in order.
+pub fn expand_vision_placeholders(
+    text: &str,
+    image_grids: &[[usize; 3]],
+    video_grids: &[[usize; 3]],
+    merge_size: usize,
+) -> Result<String> {
+    let mut out = text.to_string();
+    for (token, grids, what) in [
+        ("<|image_pad|>", image_grids, "image"),
+        ("<|video_pad|>", video_grids, "video"),
+    ] {
+        let pieces: Vec<&str> = out.split(token).collect();
+        if pieces.len() - 1 != grids.len() {
+            return Err(QwenError::Input(format!(
+                "the prompt has {} {what} placeholders but {} {what}s were given",
+                pieces.len() - 1,
+                grids.len()
+            )));
+        }
+        let mut expanded = String::with_capacity(out.len());
+        for (i, piece) in pieces.iter().enumerate() {
+            expanded.push_str(piece);
+            if let Some([t, h, w]) = grids.get(i) {
+                let n = t * h * w / (merge_size * merge_size).max(1);
+                expanded.push_str(&token.repeat(n));
+            }
+        }
+        out = expanded;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_each_placeholder_by_its_grid() {
+        let text = "a<|image_pad|>b<|image_pad|>c<|video_pad|>";
+        let out =
+            expand_vision_placeholders(text, &[[1, 4, 4], [1, 2, 4]], &[[2, 2, 2]], 2).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "a{}b{}c{}",
+                "<|image_pad|>".repeat(4),
+                "<|image_pad|>".repeat(2),
+                "<|video_pad|>".repeat(2)
+            )
+        );
+        assert!(expand_vision_placeholders("a<|image_pad|>", &[], &[], 2).is_err());
+        assert!(expand_vision_placeholders("a", &[[1, 2, 2]], &[], 2).is_err());
+    }
+}

@@ -32,7 +32,9 @@ pub fn prompt_text(row: &Row) -> String {
 pub fn response_text(row: &Row) -> String {
     let answer = row.answer.clone().unwrap_or_default();
     let think = match (row.meta_str("modality"), row.meta_str("answer_text")) {
-        (Some(m), Some(a)) => format!("This is a {m} image. It shows {a}, which is option {answer}."),
+        (Some(m), Some(a)) => {
+            format!("This is a {m} image. It shows {a}, which is option {answer}.")
+        }
         _ => format!("The result is {answer}."),
     };
     format!("<think>{think}</think><answer>{answer}</answer>")
@@ -200,7 +202,10 @@ mod tests {
 
     #[test]
     fn answers_parse() {
-        assert_eq!(parse_answer("<think>x</think><answer> B </answer>"), Some("B"));
+        assert_eq!(
+            parse_answer("<think>x</think><answer> B </answer>"),
+            Some("B")
+        );
         assert_eq!(parse_answer("<answer>B"), None);
         assert_eq!(parse_answer("no tags"), None);
         let row = Row {

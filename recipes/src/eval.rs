@@ -1,0 +1,135 @@
+//! Greedy evaluation of a VLM policy on multiple-choice prompts, and the
+//! accuracy tables of the papers (per modality, per question type; base vs
+//! RL side by side) as Markdown and JSON.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use vlrl::grpo::policy::Prompt;
+use vlrl::qwen::{MultimodalBatch, Qwen2VL, QwenTokenizer, SamplingParams};
+use vlrl::rewards::{GroundTruth, Registry, RewardContext};
+
+use crate::policy::VisionExtra;
+
+/// Ground truth and grouping keys of one evaluation prompt (stored as JSON in
+/// `Prompt::target`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChoiceTarget {
+    pub answer: String,
+    pub options: Vec<String>,
+    /// Grouping keys for the tables, e.g. `{"modality": "CT", "task": "DD"}`.
+    pub groups: BTreeMap<String, String>,
+}
+
+/// Accuracy of a model on an evaluation set, overall and per group value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EvalResult {
+    pub n: usize,
+    pub accuracy: f64,
+    /// Mean format reward (think/answer tags), 0-1.
+    pub format: f64,
+    /// `group key → group value → (correct, total)`.
+    pub by_group: BTreeMap<String, BTreeMap<String, (usize, usize)>>,
+}
+
+/// Runs greedy generation on `prompts` in batches and scores the answers with
+/// the `multiple_choice` and `format` verifiers.
+pub fn evaluate<B: Backend>(
+    model: &Qwen2VL<B>,
+    tokenizer: &QwenTokenizer,
+    prompts: &[Prompt<VisionExtra>],
+    stop_tokens: &[u32],
+    pad_id: u32,
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> Result<EvalResult> {
+    let registry = Registry::with_defaults();
+    let ctx = RewardContext::at(0, 1);
+    let device = model.language_model.embed_tokens.weight.device();
+    let t = model.tokens();
+    let params = SamplingParams {
+        max_new_tokens,
+        stop_tokens: stop_tokens.to_vec(),
+        suppress_tokens: vec![t.image_token_id, t.video_token_id],
+        ..Default::default()
+    };
+    let mut result = EvalResult::default();
+    let (mut correct, mut format_sum) = (0usize, 0f64);
+    for chunk in prompts.chunks(batch_size.max(1)) {
+        let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(
+            &chunk.iter().map(|p| p.ids.clone()).collect::<Vec<_>>(),
+            pad_id,
+        );
+        let extras: Vec<&crate::policy::PromptVision> =
+            chunk.iter().map(|p| p.extra.as_ref()).collect();
+        let batch = MultimodalBatch {
+            input_ids,
+            attention_mask,
+            images: crate::policy::stack_vision::<B>(&extras, &device),
+            videos: None,
+            second_per_grid_ts: None,
+        };
+        let out = model.generate(&batch, pad_id, &params)?;
+        for (prompt, tokens) in chunk.iter().zip(out.tokens) {
+            let text = tokenizer.decode(&tokens, true)?;
+            let target: ChoiceTarget = serde_json::from_str(&prompt.target)?;
+            let truth = GroundTruth::Choice {
+                answer: target.answer.clone(),
+                options: target.options.clone(),
+            };
+            let ok = registry
+                .verify("multiple_choice", &text, &truth, &ctx)?
+                .value
+                >= 0.999;
+            format_sum += f64::from(registry.verify("format", &text, &truth, &ctx)?.value);
+            correct += usize::from(ok);
+            for (key, value) in &target.groups {
+                let cell = result
+                    .by_group
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_default();
+                cell.0 += usize::from(ok);
+                cell.1 += 1;
+            }
+        }
+    }
+    result.n = prompts.len();
+    result.accuracy = correct as f64 / prompts.len().max(1) as f64;
+    result.format = format_sum / prompts.len().max(1) as f64;
+    Ok(result)
+}
+
+/// A Markdown table: one column per value of `group`, rows = the named runs.
+pub fn markdown_table(group: &str, runs: &[(&str, &EvalResult)]) -> String {
+    let mut values: Vec<String> = runs
+        .iter()
+        .flat_map(|(_, r)| {
+            r.by_group
+                .get(group)
+                .into_iter()
+                .flat_map(|m| m.keys().cloned())
+        })
+        .collect();
+    values.sort();
+    values.dedup();
+    let mut s = format!("| model | {} | overall |\n|---|", values.join(" | "));
+    s.push_str(&"---|".repeat(values.len() + 1));
+    s.push('\n');
+    for (name, r) in runs {
+        s.push_str(&format!("| {name} |"));
+        for v in &values {
+            match r.by_group.get(group).and_then(|m| m.get(v)) {
+                Some(&(c, n)) if n > 0 => {
+                    s.push_str(&format!(" {:.1} |", 100.0 * c as f64 / n as f64))
+                }
+                _ => s.push_str(" – |"),
+            }
+        }
+        s.push_str(&format!(" {:.1} |\n", 100.0 * r.accuracy));
+    }
+    s
+}

@@ -1,0 +1,72 @@
+//! Turning a (images, question) pair into model inputs the way the HF
+//! processor does: the checkpoint's chat template, one `<|image_pad|>` per
+//! merged patch, pixel patches from `vlrl-vision`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+use serde_json::{json, Value};
+use vlrl::qwen::{expand_vision_placeholders, QwenTokenizer};
+use vlrl::vision::{preprocess_images, ProcessorConfig};
+
+use crate::policy::PromptVision;
+
+/// Chat template + tokenizer + image processor of one checkpoint.
+pub struct VlPrompter {
+    pub tokenizer: QwenTokenizer,
+    pub processor: ProcessorConfig,
+}
+
+impl VlPrompter {
+    /// Reads `tokenizer.json`, the chat template and `preprocessor_config.json`
+    /// (HF defaults when absent).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let tokenizer = QwenTokenizer::from_dir(dir)?;
+        let pre = dir.join("preprocessor_config.json");
+        let processor = if pre.exists() {
+            let text = std::fs::read_to_string(&pre)
+                .with_context(|| format!("reading {}", pre.display()))?;
+            ProcessorConfig::from_json_str(&text)
+                .with_context(|| format!("parsing {}", pre.display()))?
+        } else {
+            ProcessorConfig::default()
+        };
+        Ok(Self {
+            tokenizer,
+            processor,
+        })
+    }
+
+    /// The rendered chat text of one user turn (images first, then text),
+    /// with the generation prompt, placeholders not yet expanded.
+    pub fn render(&self, n_images: usize, text: &str) -> Result<String> {
+        let mut content: Vec<Value> = (0..n_images).map(|_| json!({"type": "image"})).collect();
+        content.push(json!({"type": "text", "text": text}));
+        let messages = json!([{"role": "user", "content": content}]);
+        Ok(self.tokenizer.apply_chat_template(&messages, true)?)
+    }
+
+    /// Token ids (placeholders expanded) and pixel patches of one prompt.
+    pub fn build(&self, images: &[RgbImage], text: &str) -> Result<(Vec<u32>, Arc<PromptVision>)> {
+        let rendered = self.render(images.len(), text)?;
+        let vision = if images.is_empty() {
+            PromptVision::default()
+        } else {
+            let patches = preprocess_images(images, &self.processor)?;
+            PromptVision {
+                pixel_values: patches.data,
+                patch_dim: patches.patch_dim,
+                grid_thw: patches.grid_thw,
+            }
+        };
+        let expanded = expand_vision_placeholders(
+            &rendered,
+            &vision.grid_thw,
+            &[],
+            self.processor.merge_size,
+        )?;
+        Ok((self.tokenizer.encode(&expanded)?, Arc::new(vision)))
+    }
+}

@@ -1,0 +1,74 @@
+//! The med-r1 recipe end to end at toy size: data → prompts → base eval →
+//! GRPO steps → RL eval → report files. Runs on the fixture Qwen2-VL
+//! checkpoint (random weights), so it checks the plumbing, not learning;
+//! learning on the bundled model is recorded in docs/results.md.
+
+use std::path::PathBuf;
+
+use recipes::med_r1::{run, MedR1Args};
+
+#[test]
+fn med_r1_runs_end_to_end_and_writes_its_report() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("med-r1.toml");
+    let base = std::fs::read_to_string(root.join("recipes/configs/med-r1.toml")).unwrap();
+    let config_text = base
+        .replace("eval_max_new_tokens = 48", "eval_max_new_tokens = 8")
+        .replace("max_new_tokens = 48", "max_new_tokens = 8")
+        .replace("prompts_per_step = 8", "prompts_per_step = 2")
+        .replace("group_size = 8", "group_size = 4")
+        .replace("mini_batch_size = 64", "mini_batch_size = 8")
+        .replace("micro_batch_size = 32", "micro_batch_size = 4");
+    std::fs::write(&config, config_text).unwrap();
+    let args = MedR1Args {
+        config: Some(config),
+        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+        out: Some(out.path().join("run")),
+        steps: Some(2),
+        train_size: Some(16),
+        test_size: Some(8),
+        ..Default::default()
+    };
+    run(args).unwrap();
+    let run_dir = out.path().join("run");
+    let report = std::fs::read_to_string(run_dir.join("eval.md")).unwrap();
+    assert!(
+        report.contains("By modality") && report.contains("GRPO"),
+        "{report}"
+    );
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["base"]["n"], 8);
+    assert!(run_dir.join("config.resolved.toml").exists());
+}
+
+#[test]
+fn split_without_group_is_a_clear_error() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().unwrap();
+    let args = MedR1Args {
+        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+        out: Some(out.path().join("run")),
+        split: Some(recipes::med_r1::Split::CrossModality),
+        train_size: Some(8),
+        test_size: Some(8),
+        ..Default::default()
+    };
+    let err = run(args).unwrap_err().to_string();
+    assert!(err.contains("--train-group"), "{err}");
+}
+
+#[test]
+fn missing_model_names_the_fix() {
+    let out = tempfile::tempdir().unwrap();
+    let args = MedR1Args {
+        model: Some(out.path().join("nope")),
+        out: Some(out.path().join("run")),
+        ..Default::default()
+    };
+    let err = run(args).unwrap_err().to_string();
+    assert!(err.contains("pretrain"), "{err}");
+}
