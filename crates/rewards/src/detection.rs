@@ -147,36 +147,77 @@ pub fn greedy_max_iou_first(
     reference_quirks: bool,
 ) -> Vec<Match> {
     let m = iou_matrix(preds, truths);
-    let mut free_p: Vec<usize> = (0..preds.len()).collect();
-    let mut free_t: Vec<usize> = (0..truths.len()).collect();
+    let pl: Vec<String> = preds.iter().map(|p| p.label.to_lowercase()).collect();
+    let tl: Vec<String> = truths.iter().map(|t| t.label.to_lowercase()).collect();
+    let same = |p: usize, t: usize| pl.get(p).zip(tl.get(t)).is_some_and(|(a, b)| a == b);
+    if reference_quirks {
+        return greedy_reference_order(&m, preds.len(), truths.len(), threshold, same);
+    }
+    // Taking the global maximum each round (first in (pred, truth) order on
+    // ties) equals scanning the pairs sorted by (−IoU, pred, truth) and
+    // keeping those whose boxes are both free; pairs below ε never match.
+    let mut pairs: Vec<(f64, usize, usize)> = m
+        .iter()
+        .enumerate()
+        .flat_map(|(p, row)| row.iter().enumerate().map(move |(t, &v)| (v, p, t)))
+        .filter(|(v, _, _)| *v >= threshold)
+        .collect();
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut used_p = vec![false; preds.len()];
+    let mut used_t = vec![false; truths.len()];
     let mut out = Vec::new();
-    while !free_p.is_empty() && !free_t.is_empty() {
-        let mut best = (-1.0f64, 0usize, 0usize);
-        for (pi, &p) in free_p.iter().enumerate() {
-            for (ti, &t) in free_t.iter().enumerate() {
-                let v = m.get(p).and_then(|r| r.get(t)).copied().unwrap_or(0.0);
-                if v > best.0 {
-                    best = (v, pi, ti);
-                }
-            }
+    for (v, p, t) in pairs {
+        let (Some(up), Some(ut)) = (used_p.get(p).copied(), used_t.get(t).copied()) else {
+            continue;
+        };
+        if up || ut {
+            continue;
         }
-        let (max_iou, mut pi, mut ti) = best;
-        if max_iou < threshold {
-            break;
+        if let (Some(a), Some(b)) = (used_p.get_mut(p), used_t.get_mut(t)) {
+            *a = true;
+            *b = true;
         }
-        if reference_quirks {
-            pi = free_p.len() - 1;
-            ti = free_t.len() - 1;
-        }
-        let (p, t) = (free_p.remove(pi), free_t.remove(ti));
-        let same = preds
-            .get(p)
-            .zip(truths.get(t))
-            .is_some_and(|(a, b)| a.label.to_lowercase() == b.label.to_lowercase());
         out.push(Match {
             pred: p,
             truth: t,
-            iou: if same { max_iou } else { 0.0 },
+            iou: if same(p, t) { v } else { 0.0 },
+        });
+    }
+    out
+}
+
+/// The reference's loop, slip included: the round's maximum IoU is found,
+/// but the pair recorded (and removed) is the last free prediction and the
+/// last free truth.
+fn greedy_reference_order(
+    m: &[Vec<f64>],
+    n_pred: usize,
+    n_truth: usize,
+    threshold: f64,
+    same: impl Fn(usize, usize) -> bool,
+) -> Vec<Match> {
+    let mut free_p: Vec<usize> = (0..n_pred).collect();
+    let mut free_t: Vec<usize> = (0..n_truth).collect();
+    let mut out = Vec::new();
+    while let (Some(&p), Some(&t)) = (free_p.last(), free_t.last()) {
+        let mut best = -1.0f64;
+        for &fp in &free_p {
+            for &ft in &free_t {
+                let v = m.get(fp).and_then(|r| r.get(ft)).copied().unwrap_or(0.0);
+                if v > best {
+                    best = v;
+                }
+            }
+        }
+        if best < threshold {
+            break;
+        }
+        free_p.pop();
+        free_t.pop();
+        out.push(Match {
+            pred: p,
+            truth: t,
+            iou: if same(p, t) { best } else { 0.0 },
         });
     }
     out
@@ -187,12 +228,13 @@ pub fn greedy_max_iou_first(
 /// (first on ties) when that IoU is ≥ ε.
 pub fn greedy_max_label_first(preds: &[DetBox], truths: &[DetBox], threshold: f64) -> Vec<Match> {
     let mut used = vec![false; preds.len()];
+    let pl: Vec<String> = preds.iter().map(|p| p.label.to_lowercase()).collect();
     let mut out = Vec::new();
     for (t, tb) in truths.iter().enumerate() {
         let label = tb.label.to_lowercase();
         let mut best: Option<(usize, f64)> = None;
-        for (p, pb) in preds.iter().enumerate() {
-            if used.get(p).copied().unwrap_or(true) || pb.label.to_lowercase() != label {
+        for ((p, pb), plabel) in preds.iter().enumerate().zip(&pl) {
+            if used.get(p).copied().unwrap_or(true) || *plabel != label {
                 continue;
             }
             let v = det_iou(&pb.bbox, &tb.bbox);

@@ -2,7 +2,6 @@
 
 use crate::types::{GroundTruth, Reward, RewardContext};
 use crate::verifier::Verifier;
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// How strictly the structure is checked.
@@ -49,7 +48,6 @@ impl Default for FormatConfig {
 #[derive(Debug, Clone)]
 pub struct FormatVerifier {
     cfg: FormatConfig,
-    strict: Option<Regex>,
     open_think: String,
     close_think: String,
     open_answer: String,
@@ -58,19 +56,53 @@ pub struct FormatVerifier {
 
 impl FormatVerifier {
     pub fn new(cfg: FormatConfig) -> Self {
-        let (t, a) = (
-            regex::escape(&cfg.think_tag),
-            regex::escape(&cfg.answer_tag),
-        );
-        let strict = Regex::new(&format!(r"(?s)\A<{t}>.*?</{t}>\s*<{a}>.*?</{a}>\z")).ok();
         Self {
             open_think: format!("<{}>", cfg.think_tag),
             close_think: format!("</{}>", cfg.think_tag),
             open_answer: format!("<{}>", cfg.answer_tag),
             close_answer: format!("</{}>", cfg.answer_tag),
-            strict,
             cfg,
         }
+    }
+
+    /// `re.fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>", text, re.DOTALL)`
+    /// without a regex engine: the text starts with the think tag and ends
+    /// with the closing answer tag, and some closing think tag (after the
+    /// opening one) is followed by whitespace and an opening answer tag that
+    /// ends before the final closing answer tag.
+    fn strict_match(&self, text: &str) -> bool {
+        let (ot, ct, oa, ca) = (
+            &self.open_think,
+            &self.close_think,
+            &self.open_answer,
+            &self.close_answer,
+        );
+        if !text.starts_with(ot.as_str())
+            || !text.ends_with(ca.as_str())
+            || text.len() < ot.len() + ca.len()
+        {
+            return false;
+        }
+        let answer_limit = text.len() - ca.len();
+        let mut from = ot.len();
+        while let Some(off) = text.get(from..).and_then(|r| r.find(ct.as_str())) {
+            let after = from + off + ct.len();
+            let rest = text.get(after..).unwrap_or("");
+            let skipped = rest.len() - rest.trim_start().len();
+            let open_at = after + skipped;
+            if text
+                .get(open_at..)
+                .is_some_and(|r| r.starts_with(oa.as_str()))
+                && open_at + oa.len() <= answer_limit
+            {
+                return true;
+            }
+            from += off + 1;
+            while !text.is_char_boundary(from) {
+                from += 1;
+            }
+        }
+        false
     }
 
     pub fn config(&self) -> &FormatConfig {
@@ -81,7 +113,7 @@ impl FormatVerifier {
     pub fn score(&self, text: &str) -> f64 {
         match self.cfg.mode {
             FormatMode::Strict => {
-                let matched = self.strict.as_ref().is_some_and(|r| r.is_match(text));
+                let matched = self.strict_match(text);
                 let single = !self.cfg.single_blocks
                     || [
                         &self.open_think,
@@ -199,6 +231,38 @@ mod tests {
             "only `\\n</answer>` counts; `\\n<answer>\\n` needs a leading newline"
         );
         assert_eq!(f.score(""), 0.0);
+    }
+
+    #[test]
+    fn fast_strict_path_equals_regex() {
+        let f = v(FormatMode::Strict);
+        // The specification: R1-V's fullmatch pattern.
+        let re = regex::Regex::new(r"(?s)\A<think>.*?</think>\s*<answer>.*?</answer>\z").unwrap();
+        let pieces = [
+            "<think>",
+            "</think>",
+            "<answer>",
+            "</answer>",
+            " ",
+            "\n",
+            "x",
+            "é",
+            "<",
+            ">",
+        ];
+        // All strings of up to 5 pieces (10^5 + ... ≈ 111k strings).
+        let mut stack = vec![(String::new(), 0usize)];
+        let mut n = 0;
+        while let Some((s, depth)) = stack.pop() {
+            assert_eq!(f.strict_match(&s), re.is_match(&s), "{s:?}");
+            n += 1;
+            if depth < 5 {
+                for p in pieces {
+                    stack.push((format!("{s}{p}"), depth + 1));
+                }
+            }
+        }
+        assert!(n > 10_000, "{n}");
     }
 
     #[test]
