@@ -7,6 +7,8 @@
 //! consecutive rows, and each row is `(channel, temporal, patch_row, patch_col)`
 //! (3·2·14·14 = 1176 values), exactly as the reference `patchify`.
 
+use std::rc::Rc;
+
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -261,6 +263,20 @@ fn resized(image: &RgbImage, h: usize, w: usize, resample: Resample) -> RgbImage
     resize_rgb(image, w as u32, h as u32, resample)
 }
 
+/// Normalises an interleaved RGB frame into three f32 planes (`[3][h·w]`).
+fn normalized_planes(frame: &RgbImage, lut: &[[f32; 256]; 3]) -> Vec<f32> {
+    let n = frame.width() as usize * frame.height() as usize;
+    let mut planes = vec![0.0f32; 3 * n];
+    let (r, rest) = planes.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    for (((px, r), g), b) in frame.as_raw().chunks_exact(3).zip(r).zip(g).zip(b) {
+        *r = lut[0][usize::from(px[0])];
+        *g = lut[1][usize::from(px[1])];
+        *b = lut[2][usize::from(px[2])];
+    }
+    planes
+}
+
 /// Writes the patches of one image or video clip (`frames` already resized to
 /// `h x w`, `frames.len()` a multiple of the temporal patch) into `out`.
 fn patchify(
@@ -277,22 +293,35 @@ fn patchify(
         config.temporal_patch_size,
     );
     let (grid_t, grid_h, grid_w) = (frames.len() / tp, h / p, w / p);
+    let plane = h * w;
     out.reserve(grid_t * grid_h * grid_w * config.patch_dim());
+    // Frames shared by reference (an image repeated temporal_patch_size times)
+    // are normalised once.
+    let mut cache: Vec<(&RgbImage, Rc<Vec<f32>>)> = Vec::new();
+    let planes: Vec<Rc<Vec<f32>>> = frames
+        .iter()
+        .map(|&f| {
+            if let Some((_, p)) = cache.iter().find(|(k, _)| std::ptr::eq(*k, f)) {
+                return p.clone();
+            }
+            let p = Rc::new(normalized_planes(f, &lut));
+            cache.push((f, p.clone()));
+            p
+        })
+        .collect();
     for gt in 0..grid_t {
-        let clip = &frames[gt * tp..(gt + 1) * tp];
+        let clip = &planes[gt * tp..(gt + 1) * tp];
         for bh in 0..grid_h / m {
             for bw in 0..grid_w / m {
                 for mh in 0..m {
                     for mw in 0..m {
                         let (y0, x0) = ((bh * m + mh) * p, (bw * m + mw) * p);
-                        for (c, table) in lut.iter().enumerate() {
+                        for c in 0..3 {
                             for frame in clip {
-                                let raw = frame.as_raw();
+                                let channel = &frame[c * plane..(c + 1) * plane];
                                 for py in 0..p {
-                                    let row = ((y0 + py) * w + x0) * 3 + c;
-                                    for px in 0..p {
-                                        out.push(table[usize::from(raw[row + px * 3])]);
-                                    }
+                                    let start = (y0 + py) * w + x0;
+                                    out.extend_from_slice(&channel[start..start + p]);
                                 }
                             }
                         }
@@ -304,6 +333,9 @@ fn patchify(
     [grid_t, grid_h, grid_w]
 }
 
+/// Patch rows and grid of one image.
+type OneImage = (Vec<f32>, [usize; 3]);
+
 /// Preprocesses images like `Qwen2VLImageProcessor(images=[...])`: each image
 /// becomes `temporal_patch_size` identical frames; outputs are concatenated.
 pub fn preprocess_images(
@@ -311,17 +343,52 @@ pub fn preprocess_images(
     config: &ProcessorConfig,
 ) -> Result<PixelPatches, VisionError> {
     config.validate()?;
+    let one = |image: &RgbImage| -> Result<OneImage, VisionError> {
+        let (h, w) = config.target_size(image.height() as usize, image.width() as usize)?;
+        let frame = resized(image, h, w, config.resample);
+        let frames: Vec<&RgbImage> =
+            std::iter::repeat_n(&frame, config.temporal_patch_size).collect();
+        let mut data = Vec::new();
+        let grid = patchify(&frames, h, w, config, &mut data);
+        Ok((data, grid))
+    };
+    // Images are independent: spread a batch over the available cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(images.len());
+    let results: Vec<Result<OneImage, VisionError>> = if threads > 1 {
+        let chunk = images.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = images
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(VisionError::Input(
+                            "preprocessing thread panicked".into(),
+                        ))]
+                    })
+                })
+                .collect()
+        })
+    } else {
+        images.iter().map(one).collect()
+    };
     let mut patches = PixelPatches {
         data: Vec::new(),
         patch_dim: config.patch_dim(),
         grid_thw: Vec::with_capacity(images.len()),
     };
-    for image in images {
-        let (h, w) = config.target_size(image.height() as usize, image.width() as usize)?;
-        let frame = resized(image, h, w, config.resample);
-        let frames: Vec<&RgbImage> =
-            std::iter::repeat_n(&frame, config.temporal_patch_size).collect();
-        let grid = patchify(&frames, h, w, config, &mut patches.data);
+    for result in results {
+        let (data, grid) = result?;
+        if patches.data.is_empty() {
+            patches.data = data;
+        } else {
+            patches.data.extend_from_slice(&data);
+        }
         patches.grid_thw.push(grid);
     }
     Ok(patches)

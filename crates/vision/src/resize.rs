@@ -172,17 +172,6 @@ fn aten_u8_taps(in_size: usize, out_size: usize) -> (Taps<i32>, u32) {
     )
 }
 
-#[inline]
-fn clip8(v: i64) -> u8 {
-    if v >= (1i64 << PRECISION_BITS << 8) {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
-    }
-}
-
 /// Resizes interleaved RGB to `out_w x out_h` with the chosen bicubic.
 /// Sizes must be non-zero (the caller checks; a zero size returns an empty image).
 pub fn resize_rgb(src: &RgbImage, out_w: u32, out_h: u32, resample: Resample) -> RgbImage {
@@ -204,48 +193,70 @@ fn pil_horizontal_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) ->
     !(dy > 0 && dy > dx * 2)
 }
 
-/// Pillow's `ImagingResampleHorizontal_8bpc` over source rows `row0..row0 + rows`.
-fn pil_horizontal(
+/// One fixed-point 1-D pass along x over source rows `row0..row0 + rows`:
+/// `clamp((½ + Σ wᵢ·pᵢ) >> precision, 0, 255)` in i32, as Pillow's
+/// `ImagingResampleHorizontal_8bpc` (precision 22, whose `clip8` table is this
+/// clamp) and ATen's u8 kernels (per-axis precision). Sums stay far inside i32:
+/// Σ|wᵢ| < 2·2^precision and pixels ≤ 255.
+fn conv_horizontal(
     src: &[u8],
     in_w: usize,
     row0: usize,
     rows: usize,
     taps: &Taps<i32>,
+    precision: u32,
     out_w: usize,
 ) -> Vec<u8> {
+    let half = 1i32 << precision.saturating_sub(1);
     let mut out = vec![0u8; rows * out_w * 3];
-    for (y, out_row) in (row0..row0 + rows).zip(out.chunks_exact_mut(out_w * 3)) {
-        let in_row = &src[y * in_w * 3..(y + 1) * in_w * 3];
-        for xx in 0..out_w {
-            let k = &taps.weights[xx * taps.ksize..xx * taps.ksize + taps.len[xx]];
-            let start = taps.start[xx];
-            let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-            for (x, &w) in k.iter().enumerate() {
-                let px = &in_row[(start + x) * 3..(start + x) * 3 + 3];
-                for c in 0..3 {
-                    acc[c] += i64::from(px[c]) * i64::from(w);
-                }
+    let in_rows = src.chunks_exact(in_w * 3).skip(row0);
+    for (in_row, out_row) in in_rows.zip(out.chunks_exact_mut(out_w * 3)) {
+        for (xx, out_px) in out_row.chunks_exact_mut(3).enumerate() {
+            let n = taps.len[xx];
+            let k = &taps.weights[xx * taps.ksize..xx * taps.ksize + n];
+            let start = taps.start[xx] * 3;
+            let window = &in_row[start..start + n * 3];
+            let (mut r, mut g, mut b) = (half, half, half);
+            for (px, &w) in window.chunks_exact(3).zip(k) {
+                r += i32::from(px[0]) * w;
+                g += i32::from(px[1]) * w;
+                b += i32::from(px[2]) * w;
             }
-            for c in 0..3 {
-                out_row[xx * 3 + c] = clip8(acc[c]);
-            }
+            out_px[0] = (r >> precision).clamp(0, 255) as u8;
+            out_px[1] = (g >> precision).clamp(0, 255) as u8;
+            out_px[2] = (b >> precision).clamp(0, 255) as u8;
         }
     }
     out
 }
 
-/// Pillow's `ImagingResampleVertical_8bpc`; tap starts are shifted by `-row0`.
-fn pil_vertical(src: &[u8], width: usize, row0: usize, taps: &Taps<i32>, out_h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; out_h * width * 3];
-    for (yy, out_row) in out.chunks_exact_mut(width * 3).enumerate() {
+/// The matching pass along y (`ImagingResampleVertical_8bpc`); tap starts are
+/// shifted by `-row0` (the rows the horizontal pass produced). The inner loop
+/// runs along a whole row, so it vectorises.
+fn conv_vertical(
+    src: &[u8],
+    width: usize,
+    row0: usize,
+    taps: &Taps<i32>,
+    precision: u32,
+    out_h: usize,
+) -> Vec<u8> {
+    let stride = width * 3;
+    let half = 1i32 << precision.saturating_sub(1);
+    let mut out = vec![0u8; out_h * stride];
+    let mut acc = vec![0i32; stride];
+    for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
         let k = &taps.weights[yy * taps.ksize..yy * taps.ksize + taps.len[yy]];
         let start = taps.start[yy] - row0;
-        for (i, o) in out_row.iter_mut().enumerate() {
-            let mut acc = 1i64 << (PRECISION_BITS - 1);
-            for (y, &w) in k.iter().enumerate() {
-                acc += i64::from(src[(start + y) * width * 3 + i]) * i64::from(w);
+        acc.fill(half);
+        for (y, &w) in k.iter().enumerate() {
+            let row = &src[(start + y) * stride..(start + y + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * w;
             }
-            *o = clip8(acc);
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = (a >> precision).clamp(0, 255) as u8;
         }
     }
     out
@@ -271,12 +282,13 @@ fn resize_pil(src: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
             (0, in_h)
         };
         let rows = if need_h {
-            pil_horizontal(
+            conv_horizontal(
                 data,
                 in_w,
                 first,
                 last - first,
                 &pil_taps(in_w, out_w),
+                PRECISION_BITS,
                 out_w,
             )
         } else {
@@ -284,79 +296,31 @@ fn resize_pil(src: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
         };
         let row0 = if need_h { first } else { 0 };
         if need_v {
-            pil_vertical(&rows, out_w, row0, &vert, out_h)
+            conv_vertical(&rows, out_w, row0, &vert, PRECISION_BITS, out_h)
         } else {
             rows
         }
     } else {
         let cols = if need_v {
-            pil_vertical(data, in_w, 0, &pil_taps(in_h, out_h), out_h)
+            conv_vertical(data, in_w, 0, &pil_taps(in_h, out_h), PRECISION_BITS, out_h)
         } else {
             data.clone()
         };
         if need_h {
-            pil_horizontal(&cols, in_w, 0, out_h, &pil_taps(in_w, out_w), out_w)
+            conv_horizontal(
+                &cols,
+                in_w,
+                0,
+                out_h,
+                &pil_taps(in_w, out_w),
+                PRECISION_BITS,
+                out_w,
+            )
         } else {
             cols
         }
     };
     RgbImage::from_raw(out_w as u32, out_h as u32, out).unwrap_or_default()
-}
-
-/// One 1-D fixed-point pass along x over all rows (`precision` fractional bits,
-/// round half up, saturate to u8), as Pillow-SIMD / ATen's AVX u8 kernels.
-fn fixed_horizontal(
-    src: &[u8],
-    in_w: usize,
-    rows: usize,
-    taps: &Taps<i32>,
-    precision: u32,
-    out_w: usize,
-) -> Vec<u8> {
-    let mut out = vec![0u8; rows * out_w * 3];
-    let half = 1i64 << precision.saturating_sub(1);
-    for (y, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
-        let in_row = &src[y * in_w * 3..(y + 1) * in_w * 3];
-        for xx in 0..out_w {
-            let k = &taps.weights[xx * taps.ksize..xx * taps.ksize + taps.len[xx]];
-            let start = taps.start[xx];
-            let mut acc = [half; 3];
-            for (x, &w) in k.iter().enumerate() {
-                let px = &in_row[(start + x) * 3..(start + x) * 3 + 3];
-                for c in 0..3 {
-                    acc[c] += i64::from(px[c]) * i64::from(w);
-                }
-            }
-            for c in 0..3 {
-                out_row[xx * 3 + c] = (acc[c] >> precision).clamp(0, 255) as u8;
-            }
-        }
-    }
-    out
-}
-
-/// The matching pass along y.
-fn fixed_vertical(
-    src: &[u8],
-    width: usize,
-    taps: &Taps<i32>,
-    precision: u32,
-    out_h: usize,
-) -> Vec<u8> {
-    let mut out = vec![0u8; out_h * width * 3];
-    let half = 1i64 << precision.saturating_sub(1);
-    for (yy, out_row) in out.chunks_exact_mut(width * 3).enumerate() {
-        let k = &taps.weights[yy * taps.ksize..yy * taps.ksize + taps.len[yy]];
-        let start = taps.start[yy];
-        for (i, o) in out_row.iter_mut().enumerate() {
-            let mut acc = half;
-            for (y, &w) in k.iter().enumerate() {
-                acc += i64::from(src[(start + y) * width * 3 + i]) * i64::from(w);
-            }
-            *o = (acc >> precision).clamp(0, 255) as u8;
-        }
-    }
-    out
 }
 
 /// torchvision's u8 bicubic: ATen's native u8 antialias kernel (horizontal
@@ -366,11 +330,11 @@ fn resize_aten(src: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
     let mut data = src.as_raw().clone();
     if in_w != out_w {
         let (taps, precision) = aten_u8_taps(in_w, out_w);
-        data = fixed_horizontal(&data, in_w, in_h, &taps, precision, out_w);
+        data = conv_horizontal(&data, in_w, 0, in_h, &taps, precision, out_w);
     }
     if in_h != out_h {
         let (taps, precision) = aten_u8_taps(in_h, out_h);
-        data = fixed_vertical(&data, out_w, &taps, precision, out_h);
+        data = conv_vertical(&data, out_w, 0, &taps, precision, out_h);
     }
     RgbImage::from_raw(out_w as u32, out_h as u32, data).unwrap_or_default()
 }
