@@ -62,6 +62,8 @@ pub struct FfmpegSource {
     /// Frame indices of key frames, ascending.
     keys: Vec<usize>,
     scaler: Option<(ScalerKey, ff::software::scaling::Context)>,
+    /// RGB frame reused across conversions (swscale writes into it).
+    rgb: ff::frame::Video,
     info: VideoInfo,
     /// Demuxer reached the end and the decoder was sent EOF.
     drained: bool,
@@ -164,6 +166,7 @@ impl FfmpegSource {
             index,
             keys,
             scaler: None,
+            rgb: ff::frame::Video::new(ff::format::Pixel::RGB24, width, height),
             info,
             drained: true,
         })
@@ -304,28 +307,30 @@ impl FfmpegSource {
             .map_err(|e| self.decode_error(index, &format!("no RGB conversion: {e}")))?;
             self.scaler = Some((key, scaler));
         }
-        let mut rgb = ff::frame::Video::empty();
         if let Some((_, scaler)) = self.scaler.as_mut() {
             scaler
-                .run(frame, &mut rgb)
+                .run(frame, &mut self.rgb)
                 .map_err(|e| VideoError::Decode {
                     path: self.path.clone(),
                     index,
                     reason: format!("RGB conversion failed: {e}"),
                 })?;
         }
-        // Rows are padded (stride > 3·width): copy row by row.
-        let stride = rgb.stride(0);
+        // Rows may be padded (stride > 3·width): copy row by row then.
+        let stride = self.rgb.stride(0);
         let row_bytes = out_w as usize * 3;
-        let data = rgb.data(0);
-        let mut pixels = Vec::with_capacity(row_bytes * out_h as usize);
-        for row in 0..out_h as usize {
-            let start = row * stride;
-            let line = data
-                .get(start..start + row_bytes)
-                .ok_or_else(|| self.decode_error(index, "RGB frame shorter than expected"))?;
-            pixels.extend_from_slice(line);
-        }
+        let size = row_bytes * out_h as usize;
+        let data = self.rgb.data(0);
+        let pixels = if stride == row_bytes {
+            data.get(..size).map(<[u8]>::to_vec)
+        } else {
+            (0..out_h as usize)
+                .map(|row| data.get(row * stride..row * stride + row_bytes))
+                .collect::<Option<Vec<&[u8]>>>()
+                .map(|rows| rows.concat())
+        };
+        let pixels =
+            pixels.ok_or_else(|| self.decode_error(index, "RGB frame shorter than expected"))?;
         RgbImage::from_raw(out_w, out_h, pixels)
             .ok_or_else(|| self.decode_error(index, "RGB buffer size mismatch"))
     }

@@ -125,12 +125,18 @@ pub(crate) fn dedup_sorted(indices: &[usize]) -> (Vec<usize>, Vec<usize>) {
     (unique, slots)
 }
 
-/// Put decoded frames (in `unique` order) back into the requested order.
+/// Put decoded frames (in `unique` order) back into the requested order,
+/// moving them when each is asked for once in ascending order (the usual
+/// case) and cloning only repeats.
 pub(crate) fn reorder(
     decoded: Vec<RgbImage>,
     slots: &[usize],
     path: &Path,
 ) -> Result<Vec<RgbImage>, VideoError> {
+    let identity = slots.len() == decoded.len() && slots.iter().enumerate().all(|(i, &s)| i == s);
+    if identity {
+        return Ok(decoded);
+    }
     slots
         .iter()
         .map(|&s| {

@@ -71,6 +71,10 @@ pub struct SynthConfig {
     pub colour_changes: usize,
     /// Draw the frame number in the corner.
     pub counter: bool,
+    /// Amplitude of per-pixel noise that changes every frame (0 = flat
+    /// colours). Noise makes encoded files as costly to decode as camera
+    /// footage, which matters for benchmarks.
+    pub noise: u8,
     pub seed: u64,
 }
 
@@ -84,6 +88,7 @@ impl Default for SynthConfig {
             shapes: 3,
             colour_changes: 2,
             counter: true,
+            noise: 0,
             seed: 0,
         }
     }
@@ -199,10 +204,27 @@ impl SyntheticVideo {
             let (cx, cy) = self.shape_centre(shape, index);
             fill_shape(&mut img, shape, cx, cy);
         }
+        if self.config.noise > 0 {
+            self.add_noise(&mut img, index);
+        }
         if self.config.counter {
             draw_counter(&mut img, index);
         }
         img
+    }
+
+    fn add_noise(&self, img: &mut RgbImage, index: usize) {
+        let amplitude = i32::from(self.config.noise);
+        let mut rng =
+            SplitMix64(self.config.seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        for px in img.pixels_mut() {
+            let r = rng.next_u64();
+            for (c, channel) in px.0.iter_mut().enumerate() {
+                let byte = ((r >> (8 * c)) & 0xff) as i32;
+                let delta = byte * (2 * amplitude + 1) / 256 - amplitude;
+                *channel = (i32::from(*channel) + delta).clamp(0, 255) as u8;
+            }
+        }
     }
 
     /// All frames in order.
