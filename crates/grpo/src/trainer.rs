@@ -560,6 +560,7 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
             timings.old_logprob = t.elapsed().as_secs_f64();
         }
         // Reference log-probs.
+        let (mut reward_kl_sum, mut reward_kl_tokens) = (0.0, 0usize);
         if cfg.loss.kl.placement != KlPlacement::Off && n_rows > 0 {
             let t = Instant::now();
             let reference = self.reference.as_ref().ok_or(GrpoError::Config {
@@ -576,6 +577,8 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                         .map(|(&o, &r)| kl_value(o as f64, r as f64, cfg.loss.kl.estimator))
                         .sum();
                     row.reward -= cfg.loss.kl.beta * kl;
+                    reward_kl_sum += kl;
+                    reward_kl_tokens += lp.len();
                 }
                 row.ref_logp = Some(lp);
             }
@@ -672,6 +675,10 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
             timings,
         );
         m.sampled_reward_mean = sampled_reward_mean;
+        if kl_in_reward {
+            // Token-mean KL(π_old ‖ π_ref) that was subtracted from rewards.
+            m.kl = reward_kl_sum / reward_kl_tokens.max(1) as f64;
+        }
         if let Some(w) = &mut self.metrics {
             w.write(&m)?;
         }

@@ -188,3 +188,39 @@ fn non_finite_updates_are_skipped_then_training_stops() {
     );
     assert!(t.history().iter().any(|m| m.skipped_updates > 0));
 }
+
+/// The remaining option paths run end to end: RLOO advantages, KL in the
+/// reward (k1), KL-Cov, entropy bonus, dual clip, cosine schedule with
+/// warmup, gradient accumulation over three micro-batches.
+#[test]
+fn other_option_paths_run_and_stay_finite() {
+    use vlrl_grpo::config::{AdvantageEstimator, KlEstimator, ScheduleKind, StdScaling};
+    let mut c = toy_config(GrpoConfig::grpo());
+    c.total_steps = 4;
+    c.advantage.estimator = AdvantageEstimator::Rloo;
+    c.advantage.scaling = StdScaling::Batch;
+    c.loss.kl.placement = KlPlacement::Reward;
+    c.loss.kl.estimator = KlEstimator::K1;
+    c.loss.cov = CovRegularizer::kl_cov();
+    c.loss.entropy_coef = 0.01;
+    c.loss.dual_clip = Some(3.0);
+    c.optim.schedule = ScheduleKind::Cosine;
+    c.optim.warmup_steps = 1;
+    c.optim.total_steps = 4;
+    c.micro_batch_size = c.mini_batch_size / 3;
+    let mut t = trainer(c, true, 1, RunOptions::default(), 3);
+    let hist = t.train(&mut task()).unwrap();
+    assert_eq!(hist.len(), 4);
+    for m in &hist {
+        assert_eq!(m.updates, 1);
+        assert!(m.loss.is_finite() && m.grad_norm.is_finite() && m.entropy > 0.0);
+        assert!(m.cov_frac > 0.0, "KL-Cov selected no token");
+        assert!(m.kl.is_finite());
+    }
+    assert!(hist[0].lr == 0.0 && hist[1].lr > 0.0, "warmup starts at 0");
+    assert_eq!(hist[0].kl, 0.0, "π_old = π_ref before the first update");
+    assert!(
+        hist[3].kl != 0.0,
+        "KL in reward is measured once the policy moved"
+    );
+}
