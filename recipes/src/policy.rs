@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use vlrl::grpo::config::SamplingConfig;
 use vlrl::grpo::error::{GrpoError, Result};
-use vlrl::grpo::policy::{Completion, Policy, Prompt, SequenceBatch, TokenLogProbs};
+use vlrl::grpo::policy::{
+    logprobs_from_logits, Completion, Policy, Prompt, SequenceBatch, TokenLogProbs,
+};
 use vlrl::grpo::rng::TrainRng;
 use vlrl::qwen::{MultimodalBatch, Qwen2VL, SamplingParams, VisionInput};
 
@@ -156,15 +157,45 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         sampling: &SamplingConfig,
         with_entropy: bool,
     ) -> Result<TokenLogProbs<B>> {
-        let [n, p] = batch.prompt_ids.dims();
-        let c = batch.completion_ids.dims()[1];
+        let inputs = self.scoring_inputs::<B, B>(batch);
+        let logits = self.scored_logits(&self.model, &inputs, batch, sampling)?;
+        let (logp, entropy) =
+            logprobs_from_logits(logits, batch.completion_ids.clone(), with_entropy);
+        Ok(TokenLogProbs { logp, entropy })
+    }
+
+    /// Old / reference log-probs: the same pass on the inner backend, so no
+    /// autodiff graph is recorded.
+    fn token_logprobs_no_grad(
+        &self,
+        batch: &SequenceBatch<B, Self::Extra>,
+        sampling: &SamplingConfig,
+    ) -> Result<Tensor<B, 2>> {
+        let model = self.model.valid();
+        let inputs = self.scoring_inputs::<B::InnerBackend, B>(batch);
+        let logits = self.scored_logits(&model, &inputs, batch, sampling)?;
+        let ids = batch.completion_ids.clone().inner();
+        Ok(Tensor::from_inner(
+            logprobs_from_logits(logits, ids, false).0,
+        ))
+    }
+}
+
+impl<B: Backend> VlmPolicy<B> {
+    /// The model inputs of a scoring batch: `cat(prompt, completion)` rows
+    /// with their masks, and every row's images stacked in row order.
+    fn scoring_inputs<M: Backend, A: AutodiffBackend>(
+        &self,
+        batch: &SequenceBatch<A, VisionExtra>,
+    ) -> MultimodalBatch<M> {
+        let n = batch.prompt_ids.dims()[0];
         let prompts = host_ids(&batch.prompt_ids);
         let completions = host_ids(&batch.completion_ids);
         let prompt_mask = host_mask(&batch.prompt_mask);
         let completion_mask = host_mask(&batch.completion_mask);
-        let pad = self.pad_id;
         // Padded slots hold arbitrary ids: make them the pad token so they
         // can never be mistaken for image placeholders.
+        let pad = self.pad_id;
         let real = |ids: &[u32], mask: &[u8]| -> Vec<u32> {
             ids.iter()
                 .zip(mask)
@@ -183,43 +214,44 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
             .zip(&completion_mask)
             .map(|(p, c)| p.iter().chain(c).copied().collect())
             .collect();
-        let device = batch.prompt_ids.device();
         let extras: Vec<&PromptVision> = batch.extras.iter().map(|e| e.as_ref()).collect();
-        let inputs = MultimodalBatch {
+        MultimodalBatch {
             input_ids,
             attention_mask,
-            images: stack_vision::<B>(&extras, &device),
+            images: stack_vision::<M>(&extras, &Default::default()),
             videos: None,
             second_per_grid_ts: None,
-        };
-        let logits = self.model.forward(&inputs).map_err(policy_err)?;
+        }
+    }
+
+    /// Next-token logits `[N, C, V]` of the completion positions, divided by
+    /// the sampling temperature, with the sampling-time suppression applied.
+    fn scored_logits<M: Backend, A: AutodiffBackend>(
+        &self,
+        model: &Qwen2VL<M>,
+        inputs: &MultimodalBatch<M>,
+        batch: &SequenceBatch<A, VisionExtra>,
+        sampling: &SamplingConfig,
+    ) -> Result<Tensor<M, 3>> {
+        let p = batch.prompt_ids.dims()[1];
+        let c = batch.completion_ids.dims()[1];
+        let logits = model.forward(inputs).map_err(policy_err)?;
+        let [n, _, vocab] = logits.dims();
         // Position t predicts token t+1: the completion is predicted by the C
         // positions ending one before the last.
         let logits = logits.narrow(1, p - 1, c) / sampling.temperature.max(1e-6);
-        // The same suppression as sampling; a large finite value keeps the
-        // entropy (p · log p = 0 · finite) free of NaN.
-        let vocab = logits.dims()[2];
+        // A large finite value keeps the entropy (p · log p = 0 · finite)
+        // free of NaN.
         let mut suppress = vec![false; vocab];
         for t in self.suppressed() {
             if let Some(s) = suppress.get_mut(t as usize) {
                 *s = true;
             }
         }
-        let suppress: Tensor<B, 3, Bool> =
+        let device = logits.device();
+        let suppress: Tensor<M, 3, Bool> =
             Tensor::from_data(TensorData::new(suppress, [1, 1, vocab]), &device);
-        let logits = logits.mask_fill(suppress.expand([n, c, vocab]), -1e30);
-        let logp_all = log_softmax(logits, 2);
-        let logp = logp_all
-            .clone()
-            .gather(2, batch.completion_ids.clone().reshape([n, c, 1]))
-            .reshape([n, c]);
-        let entropy = with_entropy.then(|| {
-            (logp_all.clone().exp() * logp_all)
-                .sum_dim(2)
-                .reshape([n, c])
-                .neg()
-        });
-        Ok(TokenLogProbs { logp, entropy })
+        Ok(logits.mask_fill(suppress.expand([n, c, vocab]), -1e30))
     }
 }
 

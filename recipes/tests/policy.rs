@@ -109,6 +109,12 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
         completion_lens: rows.iter().map(|(_, c)| c.ids.len()).collect(),
         extras: rows.iter().map(|(p, _)| p.extra.clone()).collect(),
     };
+    let no_grad: Vec<f32> = policy
+        .token_logprobs_no_grad(&batch, &sampling)
+        .unwrap()
+        .into_data()
+        .into_vec()
+        .unwrap();
     let out = policy.token_logprobs(&batch, &sampling, true).unwrap();
     let logp: Vec<f32> = out.logp.into_data().into_vec().unwrap();
     let entropy: Vec<f32> = out.entropy.unwrap().into_data().into_vec().unwrap();
@@ -118,6 +124,9 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
             max_err = max_err.max((logp[i * c + j] - want).abs());
             assert!(entropy[i * c + j] >= -1e-5);
         }
+    }
+    for (a, b) in logp.iter().zip(&no_grad) {
+        assert!((a - b).abs() < 1e-5, "no-grad pass differs: {a} vs {b}");
     }
     eprintln!("max |Δlogp| sampled vs recomputed = {max_err:e}");
     assert!(max_err < 1e-4, "{max_err}");

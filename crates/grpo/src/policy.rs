@@ -121,3 +121,26 @@ pub trait Policy<B: AutodiffBackend>: AutodiffModule<B> + Sized {
         Ok(self.token_logprobs(batch, sampling, false)?.logp.detach())
     }
 }
+
+/// Per-token log-probs (and entropies) of `ids [N, C]` under `logits
+/// [N, C, V]` (already divided by the temperature): the last step of every
+/// [`Policy::token_logprobs`], shared so each model only produces logits.
+pub fn logprobs_from_logits<B: burn::tensor::backend::Backend>(
+    logits: Tensor<B, 3>,
+    ids: Tensor<B, 2, Int>,
+    with_entropy: bool,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    let [n, c] = ids.dims();
+    let logp_all = burn::tensor::activation::log_softmax(logits, 2);
+    let logp = logp_all
+        .clone()
+        .gather(2, ids.reshape([n, c, 1]))
+        .reshape([n, c]);
+    let entropy = with_entropy.then(|| {
+        (logp_all.clone().exp() * logp_all)
+            .sum_dim(2)
+            .reshape([n, c])
+            .neg()
+    });
+    (logp, entropy)
+}

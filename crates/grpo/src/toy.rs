@@ -18,7 +18,9 @@ use burn::tensor::{backend::AutodiffBackend, backend::Backend, Int, Tensor, Tens
 
 use crate::config::SamplingConfig;
 use crate::error::{GrpoError, Result};
-use crate::policy::{Completion, Policy, Prompt, SequenceBatch, TokenLogProbs};
+use crate::policy::{
+    logprobs_from_logits, Completion, Policy, Prompt, SequenceBatch, TokenLogProbs,
+};
 use crate::rng::TrainRng;
 use crate::trainer::{RewardFn, RewardOutput};
 
@@ -243,23 +245,13 @@ impl<B: AutodiffBackend> Policy<B> for ToyPolicy<B> {
         sampling: &SamplingConfig,
         with_entropy: bool,
     ) -> Result<TokenLogProbs<B>> {
-        let [n, c] = batch.completion_ids.dims();
         let logits = self.logits(
             last_prompt_tokens(batch.prompt_ids.clone()),
             batch.completion_ids.clone(),
             sampling.temperature,
         )?;
-        let logp_all = log_softmax(logits, 2);
-        let logp = logp_all
-            .clone()
-            .gather(2, batch.completion_ids.clone().reshape([n, c, 1]))
-            .reshape([n, c]);
-        let entropy = with_entropy.then(|| {
-            (logp_all.clone().exp() * logp_all)
-                .sum_dim(2)
-                .reshape([n, c])
-                .neg()
-        });
+        let (logp, entropy) =
+            logprobs_from_logits(logits, batch.completion_ids.clone(), with_entropy);
         Ok(TokenLogProbs { logp, entropy })
     }
 
@@ -269,17 +261,15 @@ impl<B: AutodiffBackend> Policy<B> for ToyPolicy<B> {
         sampling: &SamplingConfig,
     ) -> Result<Tensor<B, 2>> {
         let model = self.valid();
-        let [n, c] = batch.completion_ids.dims();
         let ids = batch.completion_ids.clone().inner();
         let logits = model.logits(
             last_prompt_tokens(batch.prompt_ids.clone().inner()),
             ids.clone(),
             sampling.temperature,
         )?;
-        let logp = log_softmax(logits, 2)
-            .gather(2, ids.reshape([n, c, 1]))
-            .reshape([n, c]);
-        Ok(Tensor::from_inner(logp))
+        Ok(Tensor::from_inner(
+            logprobs_from_logits(logits, ids, false).0,
+        ))
     }
 }
 
