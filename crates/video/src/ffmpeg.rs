@@ -67,6 +67,9 @@ pub struct FfmpegSource {
     info: VideoInfo,
     /// Demuxer reached the end and the decoder was sent EOF.
     drained: bool,
+    /// Frames the decoder has produced since open (diagnostics: shows that
+    /// seeking skips most of a long video).
+    frames_decoded: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +172,18 @@ impl FfmpegSource {
             rgb: ff::frame::Video::new(ff::format::Pixel::RGB24, width, height),
             info,
             drained: true,
+            frames_decoded: 0,
         })
+    }
+
+    /// Frames decoded since open, requested or not.
+    pub fn frames_decoded(&self) -> usize {
+        self.frames_decoded
+    }
+
+    /// Key frames in the index (frame indices, ascending).
+    pub fn key_frames(&self) -> &[usize] {
+        &self.keys
     }
 
     /// The key frame at or before `index`, stepping `back` key frames
@@ -219,6 +233,7 @@ impl FfmpegSource {
         loop {
             match self.decoder.receive_frame(frame) {
                 Ok(()) => {
+                    self.frames_decoded += 1;
                     let ts = frame.timestamp().or(frame.pts()).unwrap_or(i64::MIN);
                     return Ok(Some(self.frame_index(ts)));
                 }

@@ -83,6 +83,35 @@ fn mp4_exact_count_and_seeked_frames_are_right() {
 }
 
 #[test]
+fn seeking_skips_most_of_a_long_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.mp4");
+    let synth = SyntheticVideo::new(SynthConfig {
+        width: 64,
+        height: 48,
+        frame_count: 600,
+        fps: 30.0,
+        seed: 12,
+        ..SynthConfig::default()
+    });
+    write(&synth, &path, VideoCodec::H264, 30);
+    let mut source = FfmpegSource::open(&path).unwrap();
+    assert_eq!(source.info().frame_count, 600);
+    assert!(source.key_frames().len() >= 20, "{:?}", source.key_frames());
+    let wanted = [5, 299, 595];
+    let frames = source.read_frames(&wanted).unwrap();
+    for (frame, &i) in frames.iter().zip(&wanted) {
+        assert_eq!(closest(&synth, frame), i);
+    }
+    // three GOPs of at most 30 frames each (+ decoder look-ahead), not 600
+    assert!(
+        source.frames_decoded() < 120,
+        "decoded {}",
+        source.frames_decoded()
+    );
+}
+
+#[test]
 fn other_containers_decode() {
     let dir = tempfile::tempdir().unwrap();
     let synth = video(20);
