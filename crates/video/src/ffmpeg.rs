@@ -228,7 +228,12 @@ impl FfmpegSource {
     }
 
     /// Next decoded frame and its index, or `None` at the end of the stream.
-    fn next_frame(&mut self, frame: &mut ff::frame::Video) -> Result<Option<usize>, VideoError> {
+    /// `target` is the frame being sought (named in errors).
+    fn next_frame(
+        &mut self,
+        frame: &mut ff::frame::Video,
+        target: usize,
+    ) -> Result<Option<usize>, VideoError> {
         let mut bad_packets = 0usize;
         loop {
             match self.decoder.receive_frame(frame) {
@@ -242,11 +247,11 @@ impl FfmpegSource {
                 Err(ff::Error::InvalidData) => {
                     bad_packets += 1;
                     if bad_packets > MAX_BAD_PACKETS {
-                        return Err(self.decode_error(0, "too many corrupt frames"));
+                        return Err(self.decode_error(target, "too many corrupt frames"));
                     }
                     continue;
                 }
-                Err(e) => return Err(self.decode_error(0, &e.to_string())),
+                Err(e) => return Err(self.decode_error(target, &e.to_string())),
             }
             if self.drained {
                 return Ok(None);
@@ -261,10 +266,12 @@ impl FfmpegSource {
                             Err(ff::Error::InvalidData) => {
                                 bad_packets += 1;
                                 if bad_packets > MAX_BAD_PACKETS {
-                                    return Err(self.decode_error(0, "too many corrupt packets"));
+                                    return Err(
+                                        self.decode_error(target, "too many corrupt packets")
+                                    );
                                 }
                             }
-                            Err(e) => return Err(self.decode_error(0, &e.to_string())),
+                            Err(e) => return Err(self.decode_error(target, &e.to_string())),
                         }
                     }
                 }
@@ -276,7 +283,7 @@ impl FfmpegSource {
                 Err(ff::Error::InvalidData) => {
                     bad_packets += 1;
                     if bad_packets > MAX_BAD_PACKETS {
-                        return Err(self.decode_error(0, "too many corrupt packets"));
+                        return Err(self.decode_error(target, "too many corrupt packets"));
                     }
                 }
                 Err(_) => {
@@ -427,7 +434,7 @@ impl FrameSource for FfmpegSource {
             }
             // Decode forward until the target comes out or is passed.
             let produced = loop {
-                let Some(at) = self.next_frame(&mut frame)? else {
+                let Some(at) = self.next_frame(&mut frame, target)? else {
                     break false;
                 };
                 position = Some(at);
