@@ -9,14 +9,21 @@
 //! `benches/compare/run.sh` runs both and prints the ratios.
 //!
 //! `cargo bench -p vlrl --bench generate`; `VLRL_BENCH_BACKENDS=flex,ndarray`
-//! picks backends (default `flex`, the code's `vlrl::backend::Cpu`).
+//! picks backends (default `flex`, the code's `vlrl::backend::Cpu`);
+//! `flex-contig` is Flex with every `Linear` weight copied to a contiguous
+//! `[in, out]` tensor after loading, which measures the fix proposed in
+//! `docs/benchmarks.md` (the loader's transposed views are re-copied by
+//! burn's `linear` on every call).
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use burn::module::Param;
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
@@ -39,9 +46,48 @@ fn backends() -> Vec<String> {
         .collect()
 }
 
-fn bench_model<B: Backend>(group: &mut BenchmarkGroup<WallTime>, backend: &str, dir: &Path) {
+/// Re-creates a linear weight from its values, so the `[in, out]` tensor is
+/// stored contiguously instead of as a transposed view of `[out, in]`.
+fn make_contiguous<B: Backend>(linear: &mut Linear<B>) {
+    let weight = linear.weight.val();
+    let device = weight.device();
+    linear.weight = Param::from_tensor(Tensor::from_data(weight.into_data(), &device));
+}
+
+fn contiguous_linears<B: Backend>(mut model: Qwen2<B>) -> Qwen2<B> {
+    for layer in &mut model.layers {
+        let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+        for linear in [
+            &mut attn.q_proj,
+            &mut attn.k_proj,
+            &mut attn.v_proj,
+            &mut attn.o_proj,
+            &mut mlp.gate_proj,
+            &mut mlp.up_proj,
+            &mut mlp.down_proj,
+        ] {
+            make_contiguous(linear);
+        }
+    }
+    if let Some(head) = model.lm_head.as_mut() {
+        make_contiguous(head);
+    }
+    model
+}
+
+fn bench_model<B: Backend>(
+    group: &mut BenchmarkGroup<WallTime>,
+    backend: &str,
+    dir: &Path,
+    contiguous: bool,
+) {
     let device = B::Device::default();
     let model = Qwen2::<B>::from_dir(dir, &device).expect("load the bench checkpoint");
+    let model = if contiguous {
+        contiguous_linears(model)
+    } else {
+        model
+    };
     let vocab = model.config().vocab_size;
     for (batch, len, new) in CASES {
         let prompts: Vec<Vec<u32>> = (0..batch).map(|r| prompt(r, len, vocab)).collect();
@@ -85,9 +131,11 @@ fn run(c: &mut Criterion, name: &str, dir: &Path) {
         .measurement_time(Duration::from_secs(3));
     for backend in backends() {
         match backend.as_str() {
-            "flex" => bench_model::<Cpu>(&mut group, "flex", dir),
-            "ndarray" => bench_model::<NdArray>(&mut group, "ndarray", dir),
-            other => panic!("unknown backend `{other}` in VLRL_BENCH_BACKENDS (flex, ndarray)"),
+            "flex" => bench_model::<Cpu>(&mut group, "flex", dir, false),
+            "flex-contig" => bench_model::<Cpu>(&mut group, "flex-contig", dir, true),
+            "ndarray" => bench_model::<NdArray>(&mut group, "ndarray", dir, false),
+            "ndarray-contig" => bench_model::<NdArray>(&mut group, "ndarray-contig", dir, true),
+            other => panic!("unknown backend `{other}` in VLRL_BENCH_BACKENDS (flex, flex-contig, ndarray, ndarray-contig)"),
         }
     }
     group.finish();
