@@ -67,14 +67,12 @@ pub enum QwenError {
     },
     #[error("{path}: invalid config: {message}")]
     Config { path: PathBuf, message: String },
-    #[error("{path}: invalid safetensors file: {message}")]
+    /// Writing a safetensors file failed (serialization).
+    #[error("{path}: safetensors: {message}")]
     Safetensors { path: PathBuf, message: String },
-    #[error("{path}: tensor `{name}` has unsupported dtype {dtype} (expected F32, BF16 or F16)")]
-    Dtype {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-    },
+    /// The checkpoint files themselves: unreadable, corrupt, truncated.
+    #[error(transparent)]
+    Checkpoint(#[from] vlrl_vision::WeightError),
     #[error("checkpoint {dir} does not fit the model: {problems}")]
     Weights {
         dir: PathBuf,

@@ -20,4 +20,4 @@ pub use generate::{Generation, SamplingParams};
 pub use qwen2::{AttentionMask, KvCache, Qwen2};
 pub use tokenizer::QwenTokenizer;
 pub use vlm::{expand_vision_placeholders, MultimodalBatch, Qwen2VL, VisionInput, VisionTower};
-pub use weights::{Checkpoint, WeightLoader};
+pub use weights::{TensorStore, WeightLoader};

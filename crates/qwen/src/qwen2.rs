@@ -15,7 +15,7 @@ use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
 use crate::config::Qwen2Config;
 use crate::error::Result;
 use crate::rope::{apply_rotary, RotaryEmbedding};
-use crate::weights::{Checkpoint, WeightLoader};
+use crate::weights::{TensorStore, WeightLoader};
 
 /// Tensors of a VL checkpoint that belong to the vision tower.
 pub fn is_vision_tensor(name: &str) -> bool {
@@ -327,13 +327,13 @@ impl<B: Backend> Qwen2<B> {
     pub fn from_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config = Qwen2Config::from_file(dir.join("config.json"))?;
-        let checkpoint = Checkpoint::open(dir)?;
+        let checkpoint = TensorStore::open(dir)?;
         Self::from_checkpoint(&checkpoint, &config, device)
     }
 
     /// As [`Qwen2::from_dir`], from an opened checkpoint and a parsed config.
     pub fn from_checkpoint(
-        checkpoint: &Checkpoint,
+        checkpoint: &TensorStore,
         config: &Qwen2Config,
         device: &B::Device,
     ) -> Result<Self> {

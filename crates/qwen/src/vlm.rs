@@ -18,7 +18,6 @@ use crate::error::{QwenError, Result};
 use crate::generate::{Generation, Prefill, SamplingParams};
 use crate::qwen2::{AttentionMask, Qwen2};
 use crate::rope_index::{get_rope_index, GridThw, RopeIndexConfig};
-use crate::weights::Checkpoint;
 
 /// The vision tower of either family.
 #[derive(Module, Debug)]
@@ -115,9 +114,8 @@ impl<B: Backend> Qwen2VL<B> {
             .and_then(Value::as_str)
             .unwrap_or("qwen2_vl");
 
-        let checkpoint = Checkpoint::open(dir)?;
-        let language_model = Qwen2::from_checkpoint(&checkpoint, &text_config, device)?;
-        let store = TensorStore::open(dir).map_err(|e| QwenError::Input(e.to_string()))?;
+        let store = TensorStore::open(dir)?;
+        let language_model = Qwen2::from_checkpoint(&store, &text_config, device)?;
         let prefix = if store.contains("model.visual.patch_embed.proj.weight") {
             "model.visual."
         } else {

@@ -1,174 +1,26 @@
-//! Reading Hugging Face checkpoints: one `model.safetensors` or shards listed
-//! in `model.safetensors.index.json`, tensors in F32, BF16 or F16 on disk.
-//!
-//! Models are built from the checkpoint the way candle's `VarBuilder` does it:
-//! each layer asks for its tensors by the checkpoint's own names. Requests are
-//! recorded instead of failing at the first problem, so a wrong checkpoint
-//! yields one error listing every missing, unexpected and mis-shaped tensor.
+//! Building models from Hugging Face checkpoints the way candle's
+//! `VarBuilder` does it: each layer asks for its tensors by the checkpoint's
+//! own names. Requests are recorded instead of failing at the first problem,
+//! so a wrong checkpoint yields one error listing every missing, unexpected
+//! and mis-shaped tensor. The files themselves (one `model.safetensors` or the
+//! shards of `model.safetensors.index.json`, F32 / BF16 / F16, memory-mapped)
+//! are read by [`vlrl_vision::TensorStore`], shared with the vision towers.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
 
 use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
+pub use vlrl_vision::TensorStore;
+use vlrl_vision::WeightError;
 
-use crate::error::{io_err, QwenError, Result, ShapeMismatch, WeightProblems};
-
-struct Shard {
-    path: PathBuf,
-    mmap: Mmap,
-}
-
-/// Where one tensor lives: which shard, its dtype and shape.
-#[derive(Debug, Clone)]
-struct Entry {
-    shard: usize,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    /// Byte range of the data inside the shard's map.
-    range: std::ops::Range<usize>,
-}
-
-/// All tensors of a checkpoint directory, memory-mapped, read on demand.
-pub struct Checkpoint {
-    dir: PathBuf,
-    shards: Vec<Shard>,
-    entries: BTreeMap<String, Entry>,
-}
-
-impl Checkpoint {
-    /// Opens `dir/model.safetensors`, or the shards named by
-    /// `dir/model.safetensors.index.json`.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        let index = dir.join("model.safetensors.index.json");
-        let single = dir.join("model.safetensors");
-        let files: Vec<PathBuf> = if index.exists() {
-            shard_files(&index)?
-                .into_iter()
-                .map(|f| dir.join(f))
-                .collect()
-        } else if single.exists() {
-            vec![single]
-        } else {
-            return Err(QwenError::Io {
-                path: single,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no model.safetensors or model.safetensors.index.json in the checkpoint directory",
-                ),
-            });
-        };
-        let mut shards = Vec::with_capacity(files.len());
-        let mut entries = BTreeMap::new();
-        for (i, path) in files.into_iter().enumerate() {
-            let file = File::open(&path).map_err(io_err(&path))?;
-            // SAFETY: the file is opened read-only and only read through this
-            // map; like every mmap user we assume no one truncates it meanwhile.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(io_err(&path))?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| QwenError::Safetensors {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let base = mmap.as_ptr() as usize;
-            for (name, view) in st.tensors() {
-                let start = view.data().as_ptr() as usize - base;
-                entries.insert(
-                    name,
-                    Entry {
-                        shard: i,
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        range: start..start + view.data().len(),
-                    },
-                );
-            }
-            shards.push(Shard { path, mmap });
-        }
-        Ok(Self {
-            dir,
-            shards,
-            entries,
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Tensor names in the checkpoint, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
-    }
-
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.entries.get(name).map(|e| e.shape.as_slice())
-    }
-
-    /// Reads one tensor as f32 values, converting BF16 / F16.
-    pub fn read_f32(&self, name: &str) -> Result<Option<(Vec<f32>, Vec<usize>)>> {
-        let Some(entry) = self.entries.get(name) else {
-            return Ok(None);
-        };
-        let shard = &self.shards[entry.shard];
-        // In bounds: `SafeTensors::deserialize` validated every range at open.
-        let bytes = &shard.mmap[entry.range.clone()];
-        let values = match entry.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(QwenError::Dtype {
-                    path: shard.path.clone(),
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
-        Ok(Some((values, entry.shape.clone())))
-    }
-}
-
-fn shard_files(index: &Path) -> Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: HashMap<String, String>,
-    }
-    let text = std::fs::read_to_string(index).map_err(io_err(index))?;
-    let parsed: Index = serde_json::from_str(&text).map_err(|e| QwenError::Config {
-        path: index.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let files: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    for f in &files {
-        if f.contains("..") || Path::new(f).is_absolute() {
-            return Err(QwenError::Config {
-                path: index.to_path_buf(),
-                message: format!("shard `{f}` points outside the checkpoint directory"),
-            });
-        }
-    }
-    Ok(files.into_iter().collect())
-}
+use crate::error::{QwenError, Result, ShapeMismatch, WeightProblems};
 
 /// Hands tensors to model constructors by checkpoint name, recording what
 /// was asked for so [`WeightLoader::finish`] can report every problem.
 pub struct WeightLoader<'a, B: Backend> {
-    checkpoint: &'a Checkpoint,
+    checkpoint: &'a TensorStore,
     device: B::Device,
     used: RefCell<BTreeSet<String>>,
     problems: RefCell<WeightProblems>,
@@ -177,7 +29,7 @@ pub struct WeightLoader<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> WeightLoader<'a, B> {
-    pub fn new(checkpoint: &'a Checkpoint, device: &B::Device) -> Self {
+    pub fn new(checkpoint: &'a TensorStore, device: &B::Device) -> Self {
         Self {
             checkpoint,
             device: device.clone(),
@@ -194,7 +46,7 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// True when the checkpoint holds `name` (for optional tensors such as an
     /// untied `lm_head.weight`).
     pub fn contains(&self, name: &str) -> bool {
-        self.checkpoint.entries.contains_key(name)
+        self.checkpoint.contains(name)
     }
 
     /// The tensor `name` with the given shape; zeros (and a recorded problem)
@@ -202,10 +54,10 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<B, D> {
         self.used.borrow_mut().insert(name.to_string());
         match self.checkpoint.read_f32(name) {
-            Ok(Some((values, found))) if found == shape => {
+            Ok((values, found)) if found == shape => {
                 Tensor::from_data(TensorData::new(values, shape), &self.device)
             }
-            Ok(Some((_, found))) => {
+            Ok((_, found)) => {
                 self.problems.borrow_mut().mismatched.push(ShapeMismatch {
                     name: name.to_string(),
                     expected: shape.to_vec(),
@@ -213,12 +65,12 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
                 });
                 Tensor::zeros(shape, &self.device)
             }
-            Ok(None) => {
+            Err(WeightError::Missing { .. }) => {
                 self.problems.borrow_mut().missing.push(name.to_string());
                 Tensor::zeros(shape, &self.device)
             }
             Err(e) => {
-                self.fatal.borrow_mut().get_or_insert(e);
+                self.fatal.borrow_mut().get_or_insert(e.into());
                 Tensor::zeros(shape, &self.device)
             }
         }
@@ -268,13 +120,17 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
             .filter(|n| owned(n) && !used.contains(*n))
             .map(str::to_string)
             .collect();
+        problems.unexpected.sort();
         if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(QwenError::Weights {
-                dir: self.checkpoint.dir.clone(),
-                problems,
-            })
+            return Ok(());
         }
+        let dir = self
+            .checkpoint
+            .files()
+            .next()
+            .and_then(|f| f.parent())
+            .map(|d| d.to_path_buf())
+            .unwrap_or_default();
+        Err(QwenError::Weights { dir, problems })
     }
 }

@@ -11,6 +11,7 @@ use common::*;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use vlrl_qwen::{Qwen2, QwenError};
+use vlrl_vision::WeightError;
 
 /// A copy of the `qwen2-tiny` checkpoint whose tensors went through `edit`.
 fn edited_checkpoint(
@@ -88,7 +89,10 @@ fn corrupt_header_names_the_file() {
     let path = dir.path().join("model.safetensors");
     std::fs::write(&path, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(err, QwenError::Safetensors { .. }), "{err}");
+    assert!(
+        matches!(err, QwenError::Checkpoint(WeightError::Safetensors { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 
@@ -99,7 +103,10 @@ fn truncated_file_is_an_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(err, QwenError::Safetensors { .. }), "{err}");
+    assert!(
+        matches!(err, QwenError::Checkpoint(WeightError::Safetensors { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,7 +114,10 @@ fn missing_weights_file_is_an_error() {
     let dir = edited_checkpoint(|_| {});
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(err, QwenError::Io { .. }), "{err}");
+    assert!(
+        matches!(err, QwenError::Checkpoint(WeightError::Io { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 

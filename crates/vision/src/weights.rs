@@ -19,10 +19,27 @@ struct Entry {
     info: TensorInfo,
 }
 
+/// A safetensors file's bytes: memory-mapped from disk (multi-GB published
+/// checkpoints are never copied into memory) or owned (tests, downloads).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// Tensors of a checkpoint (a `.safetensors` file, a sharded
 /// `model.safetensors.index.json`, or a directory holding either).
 pub struct TensorStore {
-    files: Vec<(PathBuf, Vec<u8>, usize)>,
+    files: Vec<(PathBuf, Bytes, usize)>,
     entries: HashMap<String, Entry>,
 }
 
@@ -75,6 +92,17 @@ impl TensorStore {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(bad) = shards.iter().find(|s| {
+            Path::new(s).is_absolute()
+                || Path::new(s)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+        }) {
+            return Err(WeightError::Safetensors {
+                path: index.to_path_buf(),
+                message: format!("shard `{bad}` points outside the checkpoint directory"),
+            });
+        }
         let dir = index.parent().unwrap_or(Path::new("."));
         let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
         Self::open_files(&paths)
@@ -84,17 +112,30 @@ impl TensorStore {
     pub fn open_files(paths: &[PathBuf]) -> Result<Self, WeightError> {
         let mut buffers = Vec::with_capacity(paths.len());
         for path in paths {
-            let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
+            let io = |source| WeightError::Io {
                 path: path.clone(),
                 source,
-            })?;
-            buffers.push((path.clone(), bytes));
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            // SAFETY: the file is opened read-only and only read through this
+            // map; like every mmap user we assume no one truncates it meanwhile.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+            buffers.push((path.clone(), Bytes::Mapped(map)));
         }
-        Self::from_buffers(buffers)
+        Self::from_bytes(buffers)
     }
 
     /// Builds a store from in-memory safetensors buffers (name used in errors).
     pub fn from_buffers(buffers: Vec<(PathBuf, Vec<u8>)>) -> Result<Self, WeightError> {
+        Self::from_bytes(
+            buffers
+                .into_iter()
+                .map(|(p, b)| (p, Bytes::Owned(b)))
+                .collect(),
+        )
+    }
+
+    fn from_bytes(buffers: Vec<(PathBuf, Bytes)>) -> Result<Self, WeightError> {
         let mut files = Vec::with_capacity(buffers.len());
         let mut entries = HashMap::new();
         for (file, (path, bytes)) in buffers.into_iter().enumerate() {
@@ -118,6 +159,11 @@ impl TensorStore {
             files.push((path, bytes, header + 8));
         }
         Ok(Self { files, entries })
+    }
+
+    /// The files the tensors come from, in load order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|f| f.0.as_path())
     }
 
     /// All tensor names.
