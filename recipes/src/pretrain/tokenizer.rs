@@ -94,7 +94,6 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct SpecialIds {
     pub endoftext: u32,
-    pub im_start: u32,
     pub im_end: u32,
     pub vision_start: u32,
     pub vision_end: u32,
@@ -112,7 +111,6 @@ impl SpecialIds {
         };
         Ok(Self {
             endoftext: id("<|endoftext|>")?,
-            im_start: id("<|im_start|>")?,
             im_end: id("<|im_end|>")?,
             vision_start: id("<|vision_start|>")?,
             vision_end: id("<|vision_end|>")?,
