@@ -54,9 +54,13 @@ def main() -> int:
     attention_mask = torch.tensor(ref["attention_mask"], dtype=torch.long)
     pixel_values = torch.tensor(ref["pixel_values"], dtype=torch.float32).reshape(ref["pixel_shape"])
     grid = torch.tensor(ref["image_grid_thw"], dtype=torch.long)
+    # 1 on image placeholders (what the processor returns beside input_ids).
+    image_pad_id = model.config.image_token_id
+    mm_token_type_ids = (input_ids == image_pad_id).long()
     with torch.no_grad():
         out = model(
             input_ids=input_ids,
+            mm_token_type_ids=mm_token_type_ids,
             attention_mask=attention_mask,
             pixel_values=pixel_values,
             image_grid_thw=grid,

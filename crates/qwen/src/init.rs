@@ -283,7 +283,12 @@ impl Qwen2VlSpec {
                 "hidden_act": v.hidden_act,
                 "hidden_size": v.hidden_size,
                 "in_chans": v.in_channels,
-                "mlp_ratio": v.mlp_ratio,
+                // transformers types `mlp_ratio` as int and rejects `4.0`.
+                "mlp_ratio": if v.mlp_ratio.fract() == 0.0 {
+                    json!(v.mlp_ratio as u64)
+                } else {
+                    json!(v.mlp_ratio)
+                },
                 "num_heads": v.num_heads,
                 "patch_size": v.patch_size,
                 "spatial_merge_size": v.spatial_merge_size,
