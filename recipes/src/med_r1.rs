@@ -257,11 +257,10 @@ fn to_prompt(
     })
 }
 
+type Prompts = Vec<Prompt<VisionExtra>>;
+
 /// Train / test prompts per the configured split.
-fn datasets(
-    config: &MedR1Config,
-    prompter: &VlPrompter,
-) -> Result<(Vec<Prompt<VisionExtra>>, Vec<Prompt<VisionExtra>>)> {
+fn datasets(config: &MedR1Config, prompter: &VlPrompter) -> Result<(Prompts, Prompts)> {
     let (train, test) = match &config.data {
         None => (
             examples_from_synth(config, config.train_size, config.seed)?,
