@@ -149,14 +149,10 @@ impl ProcessorConfig {
     }
 }
 
-/// Python's `round()` (half to even) on a quotient, as the reference uses.
-fn py_round(x: f64) -> f64 {
-    x.round_ties_even()
-}
-
 /// The reference `smart_resize`: both sides multiples of `factor`, area within
-/// `[min_pixels, max_pixels]`, aspect ratio kept as closely as possible.
-/// Arithmetic is f64, like Python's, so results are identical.
+/// `[min_pixels, max_pixels]`, aspect ratio kept as closely as possible. The
+/// formula lives in `vlrl-grounding` (box coordinates need it without
+/// tensors); this wraps it in the vision crate's sizes and errors.
 pub fn smart_resize(
     height: usize,
     width: usize,
@@ -164,43 +160,36 @@ pub fn smart_resize(
     min_pixels: usize,
     max_pixels: usize,
 ) -> Result<(usize, usize), VisionError> {
-    if height == 0 || width == 0 {
-        return Err(VisionError::ZeroSize {
+    use vlrl_grounding::GroundingError;
+    let too_big = || VisionError::Config(format!("image size {width}x{height} is too large"));
+    let side = |v: usize| u32::try_from(v).map_err(|_| too_big());
+    let (h, w) = vlrl_grounding::smart_resize(
+        side(height)?,
+        side(width)?,
+        u32::try_from(factor).map_err(|_| too_big())?,
+        min_pixels as u64,
+        max_pixels as u64,
+    )
+    .map_err(|e| match e {
+        GroundingError::ZeroSize { .. } => VisionError::ZeroSize {
             origin: "smart_resize".into(),
             width,
             height,
-        });
-    }
-    if factor == 0 {
-        return Err(VisionError::Config("resize factor must be positive".into()));
-    }
-    let (h, w, f) = (height as f64, width as f64, factor as f64);
-    let ratio = h.max(w) / h.min(w);
-    if ratio > MAX_ASPECT_RATIO {
-        return Err(VisionError::AspectRatio {
+        },
+        GroundingError::AspectRatio { ratio, .. } => VisionError::AspectRatio {
             ratio,
             limit: MAX_ASPECT_RATIO,
             width,
             height,
-        });
-    }
-    let mut h_bar = py_round(h / f) * f;
-    let mut w_bar = py_round(w / f) * f;
-    if h_bar * w_bar > max_pixels as f64 {
-        let beta = ((h * w) / max_pixels as f64).sqrt();
-        h_bar = f.max((h / beta / f).floor() * f);
-        w_bar = f.max((w / beta / f).floor() * f);
-    } else if h_bar * w_bar < min_pixels as f64 {
-        let beta = (min_pixels as f64 / (h * w)).sqrt();
-        h_bar = (h * beta / f).ceil() * f;
-        w_bar = (w * beta / f).ceil() * f;
-    }
-    if !(h_bar >= f && w_bar >= f && h_bar.is_finite() && w_bar.is_finite()) {
+        },
+        other => VisionError::Config(other.to_string()),
+    })?;
+    if (h as usize) < factor || (w as usize) < factor {
         return Err(VisionError::Config(format!(
-            "smart_resize of {width}x{height} gives {w_bar}x{h_bar}; raise min_pixels"
+            "smart_resize of {width}x{height} gives {w}x{h}; raise min_pixels"
         )));
     }
-    Ok((h_bar as usize, w_bar as usize))
+    Ok((h as usize, w as usize))
 }
 
 /// Flattened patches of one or more images/videos, ready for the vision tower.
