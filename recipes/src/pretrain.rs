@@ -148,6 +148,15 @@ pub struct PretrainArgs {
     /// Don't train: load `--out` and print its held-out accuracy.
     #[arg(long)]
     pub eval_only: bool,
+    /// Continue SFT from this checkpoint (made by an earlier run with the
+    /// same config) instead of a random init; with `--start-step` the data
+    /// stream and learning-rate schedule continue where that run stopped
+    /// (AdamW moments start fresh).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Steps already done by the `--init-from` run.
+    #[arg(long, default_value_t = 0)]
+    pub start_step: usize,
 }
 
 impl PretrainArgs {
@@ -230,7 +239,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let report = pretrain(&cfg, &args.out)?;
+    let report = pretrain_from(&cfg, &args.out, args.init_from.as_deref(), args.start_step)?;
     println!(
         "saved {} ({} steps, {:.0}s, {} parameters, {:.1} MB): held-out accuracy {:.1}% (chance 25%), format {:.1}%",
         args.out.display(),
@@ -308,6 +317,17 @@ fn model_spec(
 
 /// The whole pipeline; returns the report (also written to `out`).
 pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
+    pretrain_from(cfg, out, None, 0)
+}
+
+/// As [`pretrain`], optionally continuing from a checkpoint `init_from`
+/// after `start_step` steps (see `--init-from`).
+pub fn pretrain_from(
+    cfg: &PretrainConfig,
+    out: &Path,
+    init_from: Option<&Path>,
+    start_step: usize,
+) -> Result<PretrainReport> {
     let device = Default::default();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
@@ -331,8 +351,20 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
 
     // 2. Random init through the real loader.
     let spec = model_spec(cfg, &ids, tokenizer_size)?;
-    write_random_init(out, &spec, cfg.seed)?;
-    let mut model = Qwen2VL::<CpuTrain>::from_dir(out, &device)?;
+    let mut model = match init_from {
+        Some(dir) => {
+            tracing::info!("continuing from {} after {start_step} steps", dir.display());
+            let m = Qwen2VL::<CpuTrain>::from_dir(dir, &device)?;
+            if m.language_model.config() != &spec.text {
+                bail!("{}: its config differs from this run's", dir.display());
+            }
+            m
+        }
+        None => {
+            write_random_init(out, &spec, cfg.seed)?;
+            Qwen2VL::<CpuTrain>::from_dir(out, &device)?
+        }
+    };
     tracing::info!(
         "model: {} parameters (vocab {}, hidden {}, {} layers; vision {}x{})",
         spec.num_parameters(),
@@ -368,7 +400,7 @@ pub fn pretrain(cfg: &PretrainConfig, out: &Path) -> Result<PretrainReport> {
     let mut window = Vec::new();
     let mut stop_reason = format!("max_steps ({})", cfg.max_steps);
     let mut steps = 0;
-    for step in 1..=cfg.max_steps {
+    for step in start_step + 1..=cfg.max_steps {
         let examples: Vec<Example> = (0..cfg.batch_size)
             .map(|j| {
                 let i = ((step - 1) * cfg.batch_size + j) as u64;
