@@ -52,26 +52,34 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// The tensor `name` with the given shape; zeros (and a recorded problem)
     /// when it is missing or mis-shaped, so construction can continue.
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<B, D> {
+        Tensor::from_data(
+            TensorData::new(self.values(name, &shape), shape),
+            &self.device,
+        )
+    }
+
+    /// The values of `name` (row-major), zeros and a recorded problem when it
+    /// is missing or mis-shaped.
+    fn values(&self, name: &str, shape: &[usize]) -> Vec<f32> {
         self.used.borrow_mut().insert(name.to_string());
+        let zeros = || vec![0f32; shape.iter().product()];
         match self.checkpoint.read_f32(name) {
-            Ok((values, found)) if found == shape => {
-                Tensor::from_data(TensorData::new(values, shape), &self.device)
-            }
+            Ok((values, found)) if found == shape => values,
             Ok((_, found)) => {
                 self.problems.borrow_mut().mismatched.push(ShapeMismatch {
                     name: name.to_string(),
                     expected: shape.to_vec(),
                     found,
                 });
-                Tensor::zeros(shape, &self.device)
+                zeros()
             }
             Err(WeightError::Missing { .. }) => {
                 self.problems.borrow_mut().missing.push(name.to_string());
-                Tensor::zeros(shape, &self.device)
+                zeros()
             }
             Err(e) => {
                 self.fatal.borrow_mut().get_or_insert(e.into());
-                Tensor::zeros(shape, &self.device)
+                zeros()
             }
         }
     }
@@ -79,9 +87,10 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
     /// A PyTorch `nn.Linear` (`{prefix}.weight` as `[out, in]`, optional
     /// `{prefix}.bias`) as a burn `Linear` (weights stored `[in, out]`).
     pub fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Linear<B> {
-        let weight = self
-            .tensor(&format!("{prefix}.weight"), [d_out, d_in])
-            .transpose();
+        // Transposed once here into a contiguous [in, out] tensor (see
+        // `vlrl_vision::weights::transposed` for why not a lazy view).
+        let values = self.values(&format!("{prefix}.weight"), &[d_out, d_in]);
+        let weight = vlrl_vision::weights::transposed(values, d_out, d_in, &self.device);
         let bias =
             bias.then(|| Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d_out])));
         Linear {
