@@ -84,7 +84,7 @@ impl Default for MedR1Config {
             image_size: 56,
             split: Split::All,
             train_group: None,
-            prompt_template: "{question}\nOutput the thinking process in <think> </think> and final answer (option letter) in <answer> </answer> tags.".into(),
+            prompt_template: "{question} Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags.".into(),
             format_weight: 1.0,
             accuracy_weight: 1.0,
             eval_max_new_tokens: 48,
