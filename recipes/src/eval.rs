@@ -23,6 +23,29 @@ pub struct ChoiceTarget {
     pub groups: BTreeMap<String, String>,
 }
 
+impl ChoiceTarget {
+    /// `(format, accuracy)` of a decoded completion: the `format` and
+    /// `multiple_choice` verifiers, each in [0, 1]. Training rewards and
+    /// evaluation both score through here.
+    pub fn score(
+        &self,
+        registry: &Registry,
+        completion: &str,
+        ctx: &RewardContext,
+    ) -> Result<(f64, f64), vlrl::rewards::RewardError> {
+        let truth = GroundTruth::Choice {
+            answer: self.answer.clone(),
+            options: self.options.clone(),
+        };
+        let verify = |key: &str| {
+            registry
+                .verify(key, completion, &truth, ctx)
+                .map(|r| f64::from(r.value))
+        };
+        Ok((verify("format")?, verify("multiple_choice")?))
+    }
+}
+
 /// Accuracy of a model on an evaluation set, overall and per group value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EvalResult {
@@ -75,15 +98,9 @@ pub fn evaluate<B: Backend>(
         for (prompt, tokens) in chunk.iter().zip(out.tokens) {
             let text = tokenizer.decode(&tokens, true)?;
             let target: ChoiceTarget = serde_json::from_str(&prompt.target)?;
-            let truth = GroundTruth::Choice {
-                answer: target.answer.clone(),
-                options: target.options.clone(),
-            };
-            let ok = registry
-                .verify("multiple_choice", &text, &truth, &ctx)?
-                .value
-                >= 0.999;
-            format_sum += f64::from(registry.verify("format", &text, &truth, &ctx)?.value);
+            let (format, accuracy) = target.score(&registry, &text, &ctx)?;
+            let ok = accuracy >= 0.999;
+            format_sum += format;
             correct += usize::from(ok);
             for (key, value) in &target.groups {
                 let cell = result

@@ -25,7 +25,7 @@ use vlrl::grpo::config::GrpoConfig;
 use vlrl::grpo::policy::{Completion, Prompt};
 use vlrl::grpo::trainer::{RewardOutput, RunOptions, Trainer};
 use vlrl::qwen::{GenerationConfig, Qwen2VL};
-use vlrl::rewards::{GroundTruth, Registry, RewardContext};
+use vlrl::rewards::{Registry, RewardContext};
 
 use crate::eval::{evaluate, markdown_table, ChoiceTarget, EvalResult};
 use crate::policy::{VisionExtra, VlmPolicy};
@@ -334,19 +334,10 @@ impl vlrl::grpo::trainer::RewardFn<VisionExtra> for MedReward<'_> {
             .map_err(|e| err(e.to_string()))?;
         let target: ChoiceTarget =
             serde_json::from_str(&prompt.target).map_err(|e| err(e.to_string()))?;
-        let truth = GroundTruth::Choice {
-            answer: target.answer,
-            options: target.options,
-        };
         let ctx = RewardContext::at(0, self.total_steps);
-        let verify = |key: &str| {
-            self.registry
-                .verify(key, &text, &truth, &ctx)
-                .map(|r| f64::from(r.value))
-                .map_err(|e| err(e.to_string()))
-        };
-        let format = verify("format")?;
-        let accuracy = verify("multiple_choice")?;
+        let (format, accuracy) = target
+            .score(&self.registry, &text, &ctx)
+            .map_err(|e| err(e.to_string()))?;
         Ok(RewardOutput {
             reward: self.format_weight * format + self.accuracy_weight * accuracy,
             accuracy: Some(accuracy),
