@@ -1,9 +1,10 @@
 //! `recipes`: the vlrl command line. One subcommand per paper recipe, plus
 //! the tools around them (pretrain the bundled model, chat with a checkpoint).
 
-use recipes::{generate, med_r1, pretrain};
+use recipes::{chain_of_focus, generate, lmm_r1, med_r1, pretrain, video_rts};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -22,11 +23,11 @@ enum Command {
     /// Med-R1: GRPO on medical VQA (synthetic med-synth by default).
     MedR1(med_r1::MedR1Args),
     /// Chain-of-Focus: SFT cold start then multi-turn zoom RL.
-    ChainOfFocus,
+    ChainOfFocus(chain_of_focus::ChainOfFocusArgs),
     /// Video-RTS: pure-RL video reasoning with sparse-to-dense test-time scaling.
-    VideoRts,
+    VideoRts(video_rts::VideoRtsArgs),
     /// LMM-R1: text-only reasoning RL (FRE), then multimodal generalization (MGT).
-    LmmR1,
+    LmmR1(lmm_r1::LmmR1Args),
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
     Pretrain(pretrain::PretrainArgs),
     /// Chat with (or complete a prompt on) a Hugging Face checkpoint directory.
@@ -46,13 +47,8 @@ fn main() -> Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::MedR1(args) => med_r1::run(args),
         Command::Pretrain(args) => pretrain::run(args),
-        other => not_built(&other),
+        Command::ChainOfFocus(args) => chain_of_focus::run(args),
+        Command::VideoRts(args) => video_rts::run(args),
+        Command::LmmR1(args) => lmm_r1::run(args),
     }
-}
-
-fn not_built(command: &Command) -> Result<()> {
-    bail!(
-        "`{command:?}` is not built yet: it needs the VLM composition and the recipe \
-         assembly (issues 7-9); see the status table in README.md"
-    )
 }

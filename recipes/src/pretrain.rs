@@ -54,6 +54,9 @@ pub struct PretrainConfig {
     pub image_size: u32,
     /// Per mille of training samples from text-logic, and from visual-math.
     pub side_task_per_mille: u64,
+    /// Per mille of text-only option-lookup drills (0 in stints 1-2 of the
+    /// bundled model; never part of the tokenizer corpus).
+    pub lookup_per_mille: u64,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -93,6 +96,7 @@ impl Default for PretrainConfig {
             tokenizer_corpus: 3_000,
             image_size: 56,
             side_task_per_mille: 50,
+            lookup_per_mille: 0,
             hidden_size: 128,
             intermediate_size: 352,
             num_hidden_layers: 4,
@@ -139,6 +143,9 @@ pub struct PretrainArgs {
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Per mille of option-lookup drills in the training mix.
+    #[arg(long)]
+    pub lookup_per_mille: Option<u64>,
     #[arg(long)]
     pub stop_accuracy: Option<f64>,
     /// Don't train: load `--out`, write reference logits of a fixed
@@ -187,6 +194,12 @@ impl PretrainArgs {
         if let Some(v) = self.lr {
             cfg.lr = v;
         }
+        if let Some(v) = self.lookup_per_mille {
+            cfg.lookup_per_mille = v;
+        }
+        if 2 * cfg.side_task_per_mille + cfg.lookup_per_mille > 1000 {
+            bail!("2 x side_task_per_mille + lookup_per_mille must be at most 1000");
+        }
         if let Some(v) = self.stop_accuracy {
             cfg.stop_accuracy = v;
         }
@@ -232,11 +245,16 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         let ev = Evaluator::new(&cfg, &tok)?;
         let r = ev.evaluate(&model, cfg.final_eval_samples)?;
         println!(
-            "held-out accuracy {:.1}% (format {:.1}%) on {} samples",
+            "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%) on {} samples",
             100.0 * r.accuracy,
             100.0 * r.format_rate,
+            100.0 * r.modality_named,
+            100.0 * r.answer_text_named,
             r.n
         );
+        for (k, v) in r.by_question_type.iter().chain(&r.by_modality) {
+            println!("  {k}: {:.1}%", 100.0 * v);
+        }
         return Ok(());
     }
     let report = pretrain_from(&cfg, &args.out, args.init_from.as_deref(), args.start_step)?;
@@ -330,12 +348,15 @@ pub fn pretrain_from(
 ) -> Result<PretrainReport> {
     let device = Default::default();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
+    // The tokenizer corpus never includes the drills, so runs with and
+    // without them share one tokenizer (and `--init-from` works across).
+    let corpus_mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
+    let mix = corpus_mix.clone().with_lookup(cfg.lookup_per_mille);
 
     // 1. Tokenizer.
     let started = Instant::now();
     let corpus: Vec<String> = (0..cfg.tokenizer_corpus as u64)
-        .map(|i| data::corpus_text(&mix.train_sample(i, cfg.seed).row))
+        .map(|i| data::corpus_text(&corpus_mix.train_sample(i, cfg.seed).row))
         .collect();
     let tok = train_tokenizer(corpus.iter(), cfg.bpe_vocab)?;
     let processor = processor_config(cfg.image_size);
@@ -357,6 +378,16 @@ pub fn pretrain_from(
             let m = Qwen2VL::<CpuTrain>::from_dir(dir, &device)?;
             if m.language_model.config() != &spec.text {
                 bail!("{}: its config differs from this run's", dir.display());
+            }
+            let theirs = std::fs::read(dir.join("tokenizer.json"))
+                .with_context(|| format!("reading {}/tokenizer.json", dir.display()))?;
+            let ours = std::fs::read(out.join("tokenizer.json"))?;
+            if theirs != ours {
+                bail!(
+                    "{}/tokenizer.json differs from the one this config trains \
+                     (different seed, corpus size or vocabulary?)",
+                    dir.display()
+                );
             }
             m
         }
@@ -436,9 +467,11 @@ pub fn pretrain_from(
             bar.suspend(|| {
                 tracing::info!(
                     step,
-                    "held-out accuracy {:.1}% (format {:.1}%), loss {:.4}",
+                    "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%), loss {:.4}",
                     100.0 * r.accuracy,
                     100.0 * r.format_rate,
+                    100.0 * r.modality_named,
+                    100.0 * r.answer_text_named,
                     losses.last().map_or(f64::NAN, |l| l.1)
                 )
             });
@@ -612,6 +645,11 @@ pub struct EvalResult {
     pub n: usize,
     pub accuracy: f64,
     pub format_rate: f64,
+    /// Share of traces whose `<think>` names the image's true modality: how
+    /// well the model reads the pixels, apart from picking the letter.
+    pub modality_named: f64,
+    /// Share of traces whose `<think>` names the correct answer text.
+    pub answer_text_named: f64,
     pub by_question_type: Vec<(String, f64)>,
     pub by_modality: Vec<(String, f64)>,
 }
@@ -663,6 +701,8 @@ impl<'a> Evaluator<'a> {
         };
         let mut correct = 0usize;
         let mut formatted = 0usize;
+        let mut modality_named = 0usize;
+        let mut answer_text_named = 0usize;
         let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
         let mut by_mod: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
         let samples: Vec<_> = (0..n as u64)
@@ -691,6 +731,17 @@ impl<'a> Evaluator<'a> {
                     && parse_answer(&text).is_some();
                 correct += usize::from(ok);
                 formatted += usize::from(well_formed);
+                let think = text.split("</think>").next().unwrap_or("");
+                let names = |key: &str, pattern: &dyn Fn(&str) -> String| {
+                    s.row
+                        .meta_str(key)
+                        .is_some_and(|v| think.contains(&pattern(v)))
+                };
+                modality_named +=
+                    usize::from(names("modality", &|m| format!("This is a {m} image")));
+                answer_text_named +=
+                    usize::from(names("answer_text", &|a| format!("It shows {a},")));
+                tracing::debug!(id = %s.row.id, ok, "{text}");
                 for (map, key) in [(&mut by_type, "question_type"), (&mut by_mod, "modality")] {
                     let k = s.row.meta_str(key).unwrap_or("?").to_string();
                     let e = map.entry(k).or_default();
@@ -708,6 +759,8 @@ impl<'a> Evaluator<'a> {
             n,
             accuracy: correct as f64 / n.max(1) as f64,
             format_rate: formatted as f64 / n.max(1) as f64,
+            modality_named: modality_named as f64 / n.max(1) as f64,
+            answer_text_named: answer_text_named as f64 / n.max(1) as f64,
             by_question_type: rate(by_type),
             by_modality: rate(by_mod),
         })

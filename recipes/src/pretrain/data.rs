@@ -35,6 +35,7 @@ pub fn response_text(row: &Row) -> String {
         (Some(m), Some(a)) => {
             format!("This is a {m} image. It shows {a}, which is option {answer}.")
         }
+        (None, Some(a)) => format!("It says {a}, which is option {answer}."),
         _ => format!("The result is {answer}."),
     };
     format!("<think>{think}</think><answer>{answer}</answer>")
@@ -56,6 +57,7 @@ pub enum Source {
     Med,
     TextLogic,
     VisualMath,
+    OptionLookup,
 }
 
 /// The synthetic task mix: mostly med-synth, with a little text-logic and
@@ -67,6 +69,8 @@ pub struct TaskMix {
     visual_math: VisualMath,
     /// Per mille of samples from each side task.
     side_per_mille: u64,
+    /// Per mille of text-only option-lookup drills (see [`TaskMix::with_lookup`]).
+    lookup_per_mille: u64,
 }
 
 impl TaskMix {
@@ -80,7 +84,20 @@ impl TaskMix {
             med,
             visual_math,
             side_per_mille,
+            lookup_per_mille: 0,
         })
+    }
+
+    /// Adds text-only option-lookup drills: a med-synth option list and
+    /// "Which option says {text}?", answered `It says {text}, which is option
+    /// {X}.` They train the one step the image questions need after reading
+    /// the pixels (find the named option, return its letter), which the
+    /// small model otherwise learns last (see docs/bundled-model.md). The
+    /// other sources keep their indices, so a run with drills continues a
+    /// run without them.
+    pub fn with_lookup(mut self, per_mille: u64) -> Self {
+        self.lookup_per_mille = per_mille;
+        self
     }
 
     /// Deterministic source of training index `i`.
@@ -91,6 +108,8 @@ impl TaskMix {
             Source::TextLogic
         } else if h < 2 * self.side_per_mille {
             Source::VisualMath
+        } else if h < 2 * self.side_per_mille + self.lookup_per_mille {
+            Source::OptionLookup
         } else {
             Source::Med
         }
@@ -102,12 +121,41 @@ impl TaskMix {
             Source::Med => self.med.sample(i, seed),
             Source::TextLogic => TextLogic.sample(i, seed),
             Source::VisualMath => self.visual_math.sample(i, seed),
+            Source::OptionLookup => option_lookup(self.med.sample(i, seed), i),
         }
     }
 
     /// Held-out med-synth samples (another seed: other latents and images).
     pub fn med_sample(&self, i: u64, seed: u64) -> Sample {
         self.med.sample(i, seed)
+    }
+}
+
+/// The option-lookup drill built on a med-synth row's options: the target
+/// option is chosen by the index, not by the image (which is dropped).
+fn option_lookup(sample: Sample, i: u64) -> Sample {
+    let row = sample.row;
+    let n = row.options.len().max(1);
+    let pick = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as usize % n;
+    let text = row.options.get(pick).cloned().unwrap_or_default();
+    let letter = vlrl::data::row::option_letter(pick).map(String::from);
+    let mut meta = serde_json::Map::new();
+    meta.insert("answer_text".into(), text.clone().into());
+    let question = format!("Which option says {text}?");
+    Sample {
+        row: Row {
+            id: format!("{}-lookup", row.id),
+            source: "option-lookup".into(),
+            problem: Some(vlrl::data::row::format_multiple_choice(
+                &question,
+                &row.options,
+            )),
+            answer: letter,
+            options: row.options,
+            meta,
+            ..Row::default()
+        },
+        images: Vec::new(),
     }
 }
 
