@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vlrl::grpo::policy::Prompt;
 use vlrl::qwen::{MultimodalBatch, Qwen2VL, QwenTokenizer, SamplingParams};
@@ -46,6 +47,86 @@ impl ChoiceTarget {
     }
 }
 
+/// A ground truth stored as JSON in `Prompt::target` that scores decoded
+/// completions as `(format, accuracy)`, each in [0, 1], and names the table
+/// groups of its prompt. Training rewards and evaluation share it.
+pub trait EvalTarget: DeserializeOwned {
+    fn score_completion(
+        &self,
+        registry: &Registry,
+        completion: &str,
+        ctx: &RewardContext,
+    ) -> Result<(f64, f64), vlrl::rewards::RewardError>;
+
+    /// Grouping keys for the tables (`{"set": "text", "task": "sequence"}`).
+    fn groups(&self) -> &BTreeMap<String, String>;
+}
+
+impl EvalTarget for ChoiceTarget {
+    fn score_completion(
+        &self,
+        registry: &Registry,
+        completion: &str,
+        ctx: &RewardContext,
+    ) -> Result<(f64, f64), vlrl::rewards::RewardError> {
+        self.score(registry, completion, ctx)
+    }
+
+    fn groups(&self) -> &BTreeMap<String, String> {
+        &self.groups
+    }
+}
+
+/// An answer checked by the verifier the data row names (`numeric`, `math`,
+/// `exact`, `multiple_choice`, …), plus the `format` verifier: rows of mixed
+/// kinds (visual-math has numeric and multiple-choice questions) in one set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VerifiedTarget {
+    pub answer: String,
+    /// Option texts (multiple choice only).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Registry key of the accuracy verifier.
+    pub verifier: String,
+    pub groups: BTreeMap<String, String>,
+}
+
+impl VerifiedTarget {
+    /// The verifier's ground truth: `Choice` for `multiple_choice`, else the
+    /// answer text (numeric verifiers parse it, string verifiers compare it).
+    pub fn truth(&self) -> GroundTruth {
+        if self.verifier == "multiple_choice" {
+            GroundTruth::Choice {
+                answer: self.answer.clone(),
+                options: self.options.clone(),
+            }
+        } else {
+            GroundTruth::Text(self.answer.clone())
+        }
+    }
+}
+
+impl EvalTarget for VerifiedTarget {
+    fn score_completion(
+        &self,
+        registry: &Registry,
+        completion: &str,
+        ctx: &RewardContext,
+    ) -> Result<(f64, f64), vlrl::rewards::RewardError> {
+        let truth = self.truth();
+        let verify = |key: &str| {
+            registry
+                .verify(key, completion, &truth, ctx)
+                .map(|r| f64::from(r.value))
+        };
+        Ok((verify("format")?, verify(&self.verifier)?))
+    }
+
+    fn groups(&self) -> &BTreeMap<String, String> {
+        &self.groups
+    }
+}
+
 /// Accuracy of a model on an evaluation set, overall and per group value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EvalResult {
@@ -60,6 +141,27 @@ pub struct EvalResult {
 /// Runs greedy generation on `prompts` in batches and scores the answers with
 /// the `multiple_choice` and `format` verifiers.
 pub fn evaluate<B: Backend>(
+    model: &Qwen2VL<B>,
+    tokenizer: &QwenTokenizer,
+    prompts: &[Prompt<VisionExtra>],
+    stop_tokens: &[u32],
+    pad_id: u32,
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> Result<EvalResult> {
+    evaluate_targets::<B, ChoiceTarget>(
+        model,
+        tokenizer,
+        prompts,
+        stop_tokens,
+        pad_id,
+        max_new_tokens,
+        batch_size,
+    )
+}
+
+/// [`evaluate`] for any [`EvalTarget`] stored in the prompts' `target`.
+pub fn evaluate_targets<B: Backend, T: EvalTarget>(
     model: &Qwen2VL<B>,
     tokenizer: &QwenTokenizer,
     prompts: &[Prompt<VisionExtra>],
@@ -97,12 +199,12 @@ pub fn evaluate<B: Backend>(
         let out = model.generate(&batch, pad_id, &params)?;
         for (prompt, tokens) in chunk.iter().zip(out.tokens) {
             let text = tokenizer.decode(&tokens, true)?;
-            let target: ChoiceTarget = serde_json::from_str(&prompt.target)?;
-            let (format, accuracy) = target.score(&registry, &text, &ctx)?;
+            let target: T = serde_json::from_str(&prompt.target)?;
+            let (format, accuracy) = target.score_completion(&registry, &text, &ctx)?;
             let ok = accuracy >= 0.999;
             format_sum += format;
             correct += usize::from(ok);
-            for (key, value) in &target.groups {
+            for (key, value) in target.groups() {
                 let cell = result
                     .by_group
                     .entry(key.clone())

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::module::AutodiffModule;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vlrl::data::medical::{Modality, QuestionType};
@@ -22,15 +21,12 @@ use vlrl::data::row::format_multiple_choice;
 use vlrl::data::synth::{MedSynth, MedSynthConfig, TaskGenerator};
 use vlrl::data::Row;
 use vlrl::grpo::config::GrpoConfig;
-use vlrl::grpo::policy::{Completion, Prompt};
-use vlrl::grpo::trainer::{RewardOutput, RunOptions, Trainer};
-use vlrl::qwen::{GenerationConfig, Qwen2VL};
-use vlrl::rewards::{Registry, RewardContext};
+use vlrl::grpo::policy::Prompt;
 
-use crate::eval::{evaluate, markdown_table, ChoiceTarget, EvalResult};
-use crate::policy::{VisionExtra, VlmPolicy};
+use crate::eval::{markdown_table, ChoiceTarget, EvalResult};
+use crate::policy::VisionExtra;
+use crate::single_turn::{train_stage, Checkpoint, StageOptions, TrainModel};
 use crate::vl_prompt::VlPrompter;
-use crate::TrainBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -311,50 +307,10 @@ fn datasets(config: &MedR1Config, prompter: &VlPrompter) -> Result<(Prompts, Pro
     Ok((train, test))
 }
 
-/// Format + accuracy reward on decoded completions (R1-V / Med-R1).
-struct MedReward<'a> {
-    registry: Registry,
-    prompter: &'a VlPrompter,
-    format_weight: f64,
-    accuracy_weight: f64,
-    total_steps: u64,
-}
-
-impl vlrl::grpo::trainer::RewardFn<VisionExtra> for MedReward<'_> {
-    fn score(
-        &mut self,
-        prompt: &Prompt<VisionExtra>,
-        completion: &Completion,
-    ) -> vlrl::grpo::Result<RewardOutput> {
-        let err = |e: String| vlrl::grpo::GrpoError::Reward(e);
-        let text = self
-            .prompter
-            .tokenizer
-            .decode(&completion.ids, true)
-            .map_err(|e| err(e.to_string()))?;
-        let target: ChoiceTarget =
-            serde_json::from_str(&prompt.target).map_err(|e| err(e.to_string()))?;
-        let ctx = RewardContext::at(0, self.total_steps);
-        let (format, accuracy) = target
-            .score(&self.registry, &text, &ctx)
-            .map_err(|e| err(e.to_string()))?;
-        Ok(RewardOutput {
-            reward: self.format_weight * format + self.accuracy_weight * accuracy,
-            accuracy: Some(accuracy),
-        })
-    }
-}
-
 /// Runs the recipe: base evaluation, GRPO, RL evaluation, tables.
 pub fn run(args: MedR1Args) -> Result<()> {
     let config = args.resolve()?;
-    if !config.model.join("config.json").exists() {
-        bail!(
-            "no model at {}: the bundled model is made by `cargo run --release -p recipes -- pretrain` \
-             (or pass --model <Hugging Face Qwen2-VL checkpoint directory>)",
-            config.model.display()
-        );
-    }
+    let ckpt = Checkpoint::open(&config.model)?;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
     std::fs::write(
@@ -362,96 +318,38 @@ pub fn run(args: MedR1Args) -> Result<()> {
         toml::to_string(&config)?,
     )?;
     let started = Instant::now();
-    let device = Default::default();
-    let prompter = VlPrompter::from_dir(&config.model)?;
-    let (train, test) = datasets(&config, &prompter)?;
+    let (train, test) = datasets(&config, &ckpt.prompter)?;
     tracing::info!(
         "med-r1: {} training prompts, {} held-out prompts",
         train.len(),
         test.len()
     );
 
-    let gen_path = config.model.join("generation_config.json");
-    let gen_cfg = if gen_path.exists() {
-        GenerationConfig::from_file(&gen_path)?
-    } else {
-        GenerationConfig::default()
+    let model = ckpt.load()?;
+    let eval = |m: &TrainModel| {
+        ckpt.evaluate::<ChoiceTarget>(m, &test, config.eval_max_new_tokens, config.eval_batch_size)
     };
-    let mut stop = gen_cfg.eos_token_ids();
-    stop.extend(prompter.tokenizer.token_id("<|im_end|>"));
-    let pad = gen_cfg
-        .pad_token_id
-        .or_else(|| prompter.tokenizer.token_id("<|endoftext|>"))
-        .unwrap_or(0);
-
-    // The reference is loaded separately, never cloned from the policy
-    // (DESIGN.md: a clone can share lazy parameters).
-    let model = Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?;
-    let reference = Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?;
-    let eval =
-        |m: &Qwen2VL<<TrainBackend as burn::tensor::backend::AutodiffBackend>::InnerBackend>| {
-            evaluate(
-                m,
-                &prompter.tokenizer,
-                &test,
-                &stop,
-                pad,
-                config.eval_max_new_tokens,
-                config.eval_batch_size,
-            )
-        };
-    let base = eval(&model.valid())?;
+    let base = eval(&model)?;
     tracing::info!(
         "base model: held-out accuracy {:.1}%",
         100.0 * base.accuracy
     );
 
-    let policy = VlmPolicy {
-        model,
-        stop_tokens: stop.clone(),
-        pad_id: pad,
-    };
-    let reference = VlmPolicy {
-        model: reference,
-        stop_tokens: stop.clone(),
-        pad_id: pad,
-    };
-    let options = RunOptions {
-        out_dir: Some(config.out.clone()),
+    let stage = StageOptions {
+        out_dir: config.out.clone(),
         checkpoint_every: config.checkpoint_every,
-        keep_last: 2,
-        plot_every: config.checkpoint_every,
-        progress: true,
-    };
-    let needs_reference = config.grpo.loss.kl.placement != vlrl::grpo::config::KlPlacement::Off;
-    let mut trainer = Trainer::new(
-        policy,
-        needs_reference.then_some(reference),
-        config.grpo.clone(),
-        train,
-        vec![device],
-        options,
-    )?;
-    if args.resume {
-        match trainer.resume()? {
-            Some(step) => tracing::info!("resumed at step {step}"),
-            None => tracing::info!("no checkpoint in {}: starting fresh", config.out.display()),
-        }
-    }
-    let mut reward = MedReward {
-        registry: Registry::with_defaults(),
-        prompter: &prompter,
+        resume: args.resume,
         format_weight: config.format_weight,
         accuracy_weight: config.accuracy_weight,
-        total_steps: config.grpo.total_steps,
     };
-    let history = trainer.train(&mut reward)?;
-    let rl = eval(&trainer.policy.model.valid())?;
+    let outcome =
+        train_stage::<ChoiceTarget>(&ckpt, model, || ckpt.load(), &config.grpo, train, &stage)?;
+    let rl = eval(&outcome.model)?;
     write_report(
         &config,
         &base,
         &rl,
-        &history,
+        &outcome.new_steps,
         started.elapsed().as_secs_f64(),
     )?;
     Ok(())

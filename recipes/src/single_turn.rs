@@ -1,0 +1,237 @@
+//! The single-turn GRPO pipeline shared by the Med-R1 and LMM-R1 recipes
+//! (R1-V's loop): open a Hugging Face checkpoint directory (tokenizer, chat
+//! template, image processor, stop and pad tokens from
+//! `generation_config.json`), evaluate greedily, run GRPO with a format +
+//! accuracy reward computed on the decoded completion, evaluate again.
+//!
+//! A recipe supplies the prompts (each with an [`EvalTarget`] as JSON in
+//! `Prompt::target`) and the tables; everything between is here, so both
+//! recipes train and score the same way.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use vlrl::grpo::config::{GrpoConfig, KlPlacement};
+use vlrl::grpo::metrics::StepMetrics;
+use vlrl::grpo::policy::{Completion, Prompt};
+use vlrl::grpo::trainer::{RewardFn, RewardOutput, RunOptions, Trainer};
+use vlrl::qwen::{GenerationConfig, Qwen2VL, QwenTokenizer};
+use vlrl::rewards::{Registry, RewardContext};
+
+use crate::eval::{evaluate_targets, EvalResult, EvalTarget};
+use crate::policy::{VisionExtra, VlmPolicy};
+use crate::vl_prompt::VlPrompter;
+use crate::TrainBackend;
+
+/// The backend evaluation runs on (the training backend without autodiff).
+pub type EvalBackend = <TrainBackend as AutodiffBackend>::InnerBackend;
+/// A trainable model on this build's backend.
+pub type TrainModel = Qwen2VL<TrainBackend>;
+
+/// A checkpoint directory opened for prompting and generation.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub prompter: VlPrompter,
+    /// `generation_config.json`'s EOS ids plus `<|im_end|>`.
+    pub stop: Vec<u32>,
+    /// `pad_token_id`, else `<|endoftext|>`, else 0.
+    pub pad: u32,
+    pub device: burn::tensor::Device<TrainBackend>,
+}
+
+impl Checkpoint {
+    /// Opens `dir`; a missing `config.json` is an error that names how to
+    /// make the bundled model.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.join("config.json").exists() {
+            bail!(
+                "no model at {}: the bundled model is made by `cargo run --release -p recipes -- pretrain` \
+                 (or pass --model <Hugging Face Qwen2-VL checkpoint directory>)",
+                dir.display()
+            );
+        }
+        let prompter = VlPrompter::from_dir(dir)?;
+        let gen_path = dir.join("generation_config.json");
+        let gen_cfg = if gen_path.exists() {
+            GenerationConfig::from_file(&gen_path)?
+        } else {
+            GenerationConfig::default()
+        };
+        let mut stop = gen_cfg.eos_token_ids();
+        stop.extend(prompter.tokenizer.token_id("<|im_end|>"));
+        let pad = gen_cfg
+            .pad_token_id
+            .or_else(|| prompter.tokenizer.token_id("<|endoftext|>"))
+            .unwrap_or(0);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            prompter,
+            stop,
+            pad,
+            device: Default::default(),
+        })
+    }
+
+    /// Loads the checkpoint's weights (a fresh copy each call: the frozen
+    /// reference is loaded, never cloned from the policy, per DESIGN.md).
+    pub fn load(&self) -> Result<TrainModel> {
+        Ok(Qwen2VL::<TrainBackend>::from_dir(&self.dir, &self.device)?)
+    }
+
+    /// Greedy evaluation of `model` on `prompts` whose targets are `T`.
+    pub fn evaluate<T: EvalTarget>(
+        &self,
+        model: &TrainModel,
+        prompts: &[Prompt<VisionExtra>],
+        max_new_tokens: usize,
+        batch_size: usize,
+    ) -> Result<EvalResult> {
+        evaluate_targets::<EvalBackend, T>(
+            &model.valid(),
+            &self.prompter.tokenizer,
+            prompts,
+            &self.stop,
+            self.pad,
+            max_new_tokens,
+            batch_size,
+        )
+    }
+
+    fn policy(&self, model: TrainModel) -> VlmPolicy<TrainBackend> {
+        VlmPolicy {
+            model,
+            stop_tokens: self.stop.clone(),
+            pad_id: self.pad,
+        }
+    }
+}
+
+/// Format + accuracy reward on decoded completions (R1-V): `format_weight ·
+/// format + accuracy_weight · accuracy`, both from the prompt's target.
+pub struct TargetReward<'a, T> {
+    pub registry: Registry,
+    pub tokenizer: &'a QwenTokenizer,
+    pub format_weight: f64,
+    pub accuracy_weight: f64,
+    pub total_steps: u64,
+    target: PhantomData<fn() -> T>,
+}
+
+impl<'a, T> TargetReward<'a, T> {
+    pub fn new(
+        tokenizer: &'a QwenTokenizer,
+        format_weight: f64,
+        accuracy_weight: f64,
+        total_steps: u64,
+    ) -> Self {
+        Self {
+            registry: Registry::with_defaults(),
+            tokenizer,
+            format_weight,
+            accuracy_weight,
+            total_steps,
+            target: PhantomData,
+        }
+    }
+}
+
+impl<T: EvalTarget> RewardFn<VisionExtra> for TargetReward<'_, T> {
+    fn score(
+        &mut self,
+        prompt: &Prompt<VisionExtra>,
+        completion: &Completion,
+    ) -> vlrl::grpo::Result<RewardOutput> {
+        let err = |e: String| vlrl::grpo::GrpoError::Reward(e);
+        let text = self
+            .tokenizer
+            .decode(&completion.ids, true)
+            .map_err(|e| err(e.to_string()))?;
+        let target: T = serde_json::from_str(&prompt.target).map_err(|e| err(e.to_string()))?;
+        let ctx = RewardContext::at(0, self.total_steps);
+        let (format, accuracy) = target
+            .score_completion(&self.registry, &text, &ctx)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(RewardOutput {
+            reward: self.format_weight * format + self.accuracy_weight * accuracy,
+            accuracy: Some(accuracy),
+        })
+    }
+}
+
+/// How one GRPO stage runs and where it writes.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// `metrics.jsonl`, `plots/`, `checkpoints/` go here.
+    pub out_dir: PathBuf,
+    pub checkpoint_every: u64,
+    /// Continue from the newest checkpoint in `out_dir`, if any.
+    pub resume: bool,
+    pub format_weight: f64,
+    pub accuracy_weight: f64,
+}
+
+/// What a stage leaves: the trained model and its metrics.
+pub struct StageOutcome {
+    pub model: TrainModel,
+    /// Steps run by this call (empty when a resumed stage was complete).
+    pub new_steps: Vec<StepMetrics>,
+    /// Every step of the stage, restored ones included.
+    pub history: Vec<StepMetrics>,
+}
+
+/// Runs GRPO on `train` from `model`. `reference` is called only when the
+/// KL is on (a separately loaded copy of the starting weights).
+pub fn train_stage<T: EvalTarget>(
+    ckpt: &Checkpoint,
+    model: TrainModel,
+    reference: impl FnOnce() -> Result<TrainModel>,
+    grpo: &GrpoConfig,
+    train: Vec<Prompt<VisionExtra>>,
+    stage: &StageOptions,
+) -> Result<StageOutcome> {
+    let reference = if grpo.loss.kl.placement != KlPlacement::Off {
+        Some(ckpt.policy(reference()?))
+    } else {
+        None
+    };
+    let options = RunOptions {
+        out_dir: Some(stage.out_dir.clone()),
+        checkpoint_every: stage.checkpoint_every,
+        keep_last: 2,
+        plot_every: stage.checkpoint_every,
+        progress: true,
+    };
+    let mut trainer = Trainer::new(
+        ckpt.policy(model),
+        reference,
+        grpo.clone(),
+        train,
+        std::slice::from_ref(&ckpt.device).to_vec(),
+        options,
+    )?;
+    if stage.resume {
+        match trainer.resume()? {
+            Some(step) => tracing::info!("resumed at step {step}"),
+            None => tracing::info!(
+                "no checkpoint in {}: starting fresh",
+                stage.out_dir.display()
+            ),
+        }
+    }
+    let mut reward = TargetReward::<T>::new(
+        &ckpt.prompter.tokenizer,
+        stage.format_weight,
+        stage.accuracy_weight,
+        grpo.total_steps,
+    );
+    let new_steps = trainer.train(&mut reward)?;
+    let history = trainer.history().to_vec();
+    Ok(StageOutcome {
+        model: trainer.policy.model,
+        new_steps,
+        history,
+    })
+}
