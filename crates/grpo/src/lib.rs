@@ -33,6 +33,6 @@ pub use config::{
     LossAggregation, LossConfig, StdScaling,
 };
 pub use error::{GrpoError, Result};
-pub use policy::{Completion, Policy, Prompt, SequenceBatch, TokenLogProbs};
+pub use policy::{Completion, Episode, Policy, Prompt, SequenceBatch, TokenLogProbs};
 pub use rng::TrainRng;
 pub use trainer::{RewardFn, RewardOutput, Trainer};

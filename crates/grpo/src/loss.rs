@@ -27,7 +27,8 @@ use crate::rng::TrainRng;
 pub struct BatchNorm {
     /// Completions in the mini-batch.
     pub sequences: usize,
-    /// Valid (unmasked) completion tokens in the mini-batch.
+    /// Trained completion tokens in the mini-batch (valid and, for
+    /// multi-turn episodes, policy-generated).
     pub tokens: usize,
     /// Constant horizon of `seq-mean-token-sum-norm` (Dr.GRPO).
     pub horizon: usize,
@@ -47,18 +48,43 @@ pub fn aggregation_weights(
     mode: LossAggregation,
     norm: &BatchNorm,
 ) -> Vec<f32> {
-    let seqs = norm.sequences.max(1) as f64;
-    let mut w = vec![0.0f32; lens.len() * width];
+    let mut mask = vec![0.0f32; lens.len() * width];
     for (i, &len) in lens.iter().enumerate() {
-        let len = len.min(width);
+        for slot in &mut mask[i * width..i * width + len.min(width)] {
+            *slot = 1.0;
+        }
+    }
+    aggregation_weights_masked(&mask, width, mode, norm)
+}
+
+/// [`aggregation_weights`] for an arbitrary `[n, width]` 0/1 `mask` of
+/// trained tokens (multi-turn episodes: inserted tokens are 0 anywhere in
+/// the row). Masked tokens get weight 0 — hence no loss and no gradient —
+/// and `|o_i|` counts only trained tokens (`norm.tokens` must do the same).
+/// For a right-padded prefix mask this equals [`aggregation_weights`].
+pub fn aggregation_weights_masked(
+    mask: &[f32],
+    width: usize,
+    mode: LossAggregation,
+    norm: &BatchNorm,
+) -> Vec<f32> {
+    let seqs = norm.sequences.max(1) as f64;
+    let mut w = vec![0.0f32; mask.len()];
+    if width == 0 {
+        return w;
+    }
+    for (row_mask, row_w) in mask.chunks(width).zip(w.chunks_mut(width)) {
+        let len = row_mask.iter().filter(|&&m| m > 0.0).count();
         let value = match mode {
             LossAggregation::TokenMean => 1.0 / norm.tokens.max(1) as f64,
             LossAggregation::SeqMeanTokenMean => 1.0 / (len.max(1) as f64 * seqs),
             LossAggregation::SeqMeanTokenSum => 1.0 / seqs,
             LossAggregation::SeqMeanTokenSumNorm => 1.0 / (seqs * norm.horizon.max(1) as f64),
         } as f32;
-        for slot in &mut w[i * width..i * width + len] {
-            *slot = value;
+        for (slot, &m) in row_w.iter_mut().zip(row_mask) {
+            if m > 0.0 {
+                *slot = value;
+            }
         }
     }
     w
@@ -78,7 +104,8 @@ pub struct LossInputs<B: Backend> {
     pub entropy: Option<Tensor<B, 2>>,
     /// Sequence advantage broadcast to every token.
     pub advantages: Tensor<B, 2>,
-    /// 1 for valid completion tokens, 0 for padding.
+    /// 1 for trained completion tokens, 0 for padding and (multi-turn)
+    /// inserted tokens.
     pub mask: Tensor<B, 2>,
     /// Aggregation weights from [`aggregation_weights`].
     pub weights: Tensor<B, 2>,

@@ -33,6 +33,30 @@ pub struct RolloutRow {
     pub ref_logp: Option<Vec<f32>>,
     /// Advantage of the completion.
     pub advantage: f64,
+    /// Per-token trained flags of a multi-turn episode ([`Episode::loss_mask`]);
+    /// `None`: every token trained.
+    ///
+    /// [`Episode::loss_mask`]: crate::policy::Episode::loss_mask
+    pub loss_mask: Option<Vec<bool>>,
+    /// Index into [`RolloutBatch::completion_extras`] when the completion
+    /// has its own scoring extra; `None`: the prompt's.
+    pub completion_extra: Option<usize>,
+}
+
+impl RolloutRow {
+    /// Whether completion token `t` is trained (policy-generated).
+    pub fn is_trained(&self, t: usize) -> bool {
+        t < self.completion_ids.len()
+            && self
+                .loss_mask
+                .as_ref()
+                .is_none_or(|m| m.get(t).copied().unwrap_or(false))
+    }
+
+    /// Number of trained tokens.
+    pub fn trained_len(&self) -> usize {
+        crate::policy::trained_len(self.completion_ids.len(), self.loss_mask.as_deref())
+    }
 }
 
 /// The rows of one step plus the prompts' extra inputs.
@@ -42,6 +66,9 @@ pub struct RolloutBatch<E> {
     pub rows: Vec<RolloutRow>,
     /// Extra inputs per prompt.
     pub extras: Vec<E>,
+    /// Extra inputs of multi-turn completions that carry their own
+    /// (indexed by [`RolloutRow::completion_extra`]).
+    pub completion_extras: Vec<E>,
 }
 
 /// Host-side `[n, width]` matrices of a row subset.
@@ -49,9 +76,10 @@ pub struct RolloutBatch<E> {
 pub struct HostMatrices {
     /// Width (longest completion of the subset, at least 1).
     pub width: usize,
-    /// Completion lengths.
+    /// Completion lengths (inserted tokens included).
     pub lens: Vec<usize>,
-    /// Validity mask.
+    /// 1 at trained tokens (valid and, for multi-turn episodes,
+    /// policy-generated), 0 at padding and inserted tokens.
     pub mask: Vec<f32>,
     /// Old log-probs (0 at padding).
     pub old_logp: Vec<f32>,
@@ -106,7 +134,12 @@ impl<E: Clone> RolloutBatch<E> {
             completion_lens: rows.iter().map(|r| r.completion_ids.len()).collect(),
             extras: rows
                 .iter()
-                .filter_map(|r| self.extras.get(r.prompt_index).cloned())
+                .filter_map(|r| {
+                    r.completion_extra
+                        .and_then(|i| self.completion_extras.get(i))
+                        .or_else(|| self.extras.get(r.prompt_index))
+                        .cloned()
+                })
                 .collect(),
         }
     }
@@ -128,6 +161,9 @@ impl<E: Clone> RolloutBatch<E> {
         let mut refl = vec![0f32; n * width];
         for (i, r) in rows.iter().enumerate() {
             for t in 0..r.completion_ids.len() {
+                if !r.is_trained(t) {
+                    continue;
+                }
                 mask[i * width + t] = 1.0;
                 old[i * width + t] = r.old_logp.get(t).copied().unwrap_or(0.0);
                 adv[i * width + t] = r.advantage as f32;

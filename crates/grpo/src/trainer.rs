@@ -2,7 +2,9 @@
 //!
 //! One [`Trainer::step`]:
 //! 1. **rollout** — draw `prompts_per_step` prompts, sample `group_size`
-//!    completions each ([`Policy::sample`]);
+//!    completions each ([`Policy::sample_episodes`]; multi-turn episodes
+//!    carry a loss mask — only policy-generated tokens are trained — and
+//!    their own scoring extras);
 //! 2. **reward** — score them ([`RewardFn`]), add DAPO's overlong penalty;
 //!    with dynamic sampling drop groups with identical rewards and draw more
 //!    until the batch is full or the cap is hit;
@@ -40,11 +42,11 @@ use crate::dapo::{group_has_signal, overlong_penalty};
 use crate::error::{GrpoError, Result};
 use crate::grads::{add_grads, clip_global_norm};
 use crate::kl::kl_value;
-use crate::loss::{aggregation_weights, policy_loss, BatchNorm, LossInputs, LossStats};
+use crate::loss::{aggregation_weights_masked, policy_loss, BatchNorm, LossInputs, LossStats};
 use crate::metrics::{
     plot_metrics, read_metrics, MetricsWriter, SourceMetrics, StepMetrics, Timings,
 };
-use crate::policy::{Completion, Policy, Prompt};
+use crate::policy::{Completion, Episode, Policy, Prompt};
 use crate::rng::TrainRng;
 use crate::rollout::{RolloutBatch, RolloutRow};
 use crate::schedule::learning_rate;
@@ -195,7 +197,7 @@ fn shard_grads<B: AutodiffBackend, P: Policy<B>>(
         KlPlacement::Loss => host.ref_logp.map(t),
         _ => None,
     };
-    let weights = aggregation_weights(&host.lens, w, cfg.loss.aggregation, &ctx.norm);
+    let weights = aggregation_weights_masked(&host.mask, w, cfg.loss.aggregation, &ctx.norm);
     let inputs = LossInputs {
         logp: out.logp,
         old_logp: old,
@@ -412,6 +414,7 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
         let g = cfg.group_size;
         let mut rows = Vec::new();
         let mut extras = Vec::new();
+        let mut completion_extras = Vec::new();
         let mut gen_batches = 0;
         let mut kept = 0;
         let (mut sampled_sum, mut sampled_n) = (0.0, 0usize);
@@ -423,9 +426,9 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                 .filter_map(|&i| self.dataset.get(i).cloned())
                 .collect();
             let t = Instant::now();
-            let groups = self
-                .policy
-                .sample(&prompts, g, &cfg.sampling, &mut self.state.rng)?;
+            let groups =
+                self.policy
+                    .sample_episodes(&prompts, g, &cfg.sampling, &mut self.state.rng)?;
             timings.rollout += t.elapsed().as_secs_f64();
             if groups.len() != prompts.len() || groups.iter().any(|c| c.len() != g) {
                 return Err(GrpoError::Shape {
@@ -440,7 +443,26 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
             let t = Instant::now();
             for (prompt, group) in prompts.into_iter().zip(groups) {
                 let mut group_rows = Vec::with_capacity(g);
-                for c in group {
+                let mut group_extras = Vec::new();
+                for episode in group {
+                    if let Some(m) = &episode.loss_mask {
+                        if m.len() != episode.completion.ids.len() {
+                            return Err(GrpoError::Shape {
+                                context: "Policy::sample_episodes",
+                                reason: format!(
+                                    "loss mask of {} tokens for a completion of {}",
+                                    m.len(),
+                                    episode.completion.ids.len()
+                                ),
+                            });
+                        }
+                    }
+                    let trained = episode.trained_tokens();
+                    let Episode {
+                        completion: c,
+                        loss_mask,
+                        extra,
+                    } = episode;
                     let r = reward.score(&prompt, &c)?;
                     sampled_sum += r.reward;
                     sampled_n += 1;
@@ -450,8 +472,13 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                             r.reward, prompt.source
                         )));
                     }
+                    // Overlong shaping counts the policy's own tokens.
                     let shaped = r.reward
-                        + overlong_penalty(c.ids.len(), cfg.sampling.max_new_tokens, &cfg.overlong);
+                        + overlong_penalty(trained, cfg.sampling.max_new_tokens, &cfg.overlong);
+                    let completion_extra = extra.map(|e| {
+                        group_extras.push(e);
+                        group_extras.len() - 1
+                    });
                     group_rows.push(RolloutRow {
                         prompt_index: extras.len(),
                         group: kept,
@@ -465,6 +492,8 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                         reward: shaped,
                         ref_logp: None,
                         advantage: 0.0,
+                        loss_mask,
+                        completion_extra,
                     });
                 }
                 let shaped: Vec<f64> = group_rows.iter().map(|r| r.reward).collect();
@@ -473,6 +502,14 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                 }
                 if kept < cfg.prompts_per_step {
                     extras.push(prompt.extra);
+                    // Group-local extra indices → batch indices.
+                    let base = completion_extras.len();
+                    completion_extras.extend(group_extras);
+                    for row in &mut group_rows {
+                        if let Some(i) = &mut row.completion_extra {
+                            *i += base;
+                        }
+                    }
                     rows.extend(group_rows);
                     kept += 1;
                 }
@@ -495,7 +532,15 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
             }
         }
         let sampled_mean = sampled_sum / sampled_n.max(1) as f64;
-        Ok((RolloutBatch { rows, extras }, gen_batches, sampled_mean))
+        Ok((
+            RolloutBatch {
+                rows,
+                extras,
+                completion_extras,
+            },
+            gen_batches,
+            sampled_mean,
+        ))
     }
 
     fn no_grad_logprobs(
@@ -570,15 +615,18 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
             let refs = self.no_grad_logprobs(reference, &rollout)?;
             for (row, lp) in rollout.rows.iter_mut().zip(refs) {
                 if kl_in_reward {
+                    // Over the policy's own tokens only.
                     let kl: f64 = row
                         .old_logp
                         .iter()
                         .zip(&lp)
-                        .map(|(&o, &r)| kl_value(o as f64, r as f64, cfg.loss.kl.estimator))
+                        .enumerate()
+                        .filter(|(t, _)| row.is_trained(*t))
+                        .map(|(_, (&o, &r))| kl_value(o as f64, r as f64, cfg.loss.kl.estimator))
                         .sum();
                     row.reward -= cfg.loss.kl.beta * kl;
                     reward_kl_sum += kl;
-                    reward_kl_tokens += lp.len();
+                    reward_kl_tokens += lp.len().min(row.trained_len());
                 }
                 row.ref_logp = Some(lp);
             }
@@ -606,7 +654,7 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                     tokens: mb
                         .iter()
                         .filter_map(|&i| rollout.rows.get(i))
-                        .map(|r| r.completion_ids.len())
+                        .map(RolloutRow::trained_len)
                         .sum(),
                     horizon,
                 };
