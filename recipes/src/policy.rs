@@ -65,6 +65,69 @@ pub fn stack_vision<B: Backend>(
     })
 }
 
+/// Whether each vision grid of a prompt is a video, read from the order of
+/// its placeholder runs (`<|image_pad|>…` or `<|video_pad|>…`) in `ids`.
+/// `None` when the ids hold no video placeholder or the runs do not match the
+/// grids one to one (the grids then go to images, as before videos existed).
+fn video_grids(ids: &[u32], grids: usize, image_token: u32, video_token: u32) -> Option<Vec<bool>> {
+    if !ids.contains(&video_token) {
+        return None;
+    }
+    let mut kinds = Vec::new();
+    let mut previous = None;
+    for &t in ids {
+        if (t == image_token || t == video_token) && previous != Some(t) {
+            kinds.push(t == video_token);
+        }
+        previous = Some(t);
+    }
+    (kinds.len() == grids).then_some(kinds)
+}
+
+/// Stacks the vision inputs of several rows (in order), routing each grid to
+/// the images or the videos of the batch by the placeholder run it fills in
+/// the row's ids (Qwen2-VL matches `<|image_pad|>` runs with images and
+/// `<|video_pad|>` runs with videos, each in order). Rows without video
+/// placeholders give exactly [`stack_vision`]'s images and no videos.
+pub fn stack_vision_routed<B: Backend>(
+    rows: &[(&[u32], &PromptVision)],
+    image_token: u32,
+    video_token: u32,
+    device: &B::Device,
+) -> (Option<VisionInput<B>>, Option<VisionInput<B>>) {
+    if !rows.iter().any(|(ids, _)| ids.contains(&video_token)) {
+        let extras: Vec<&PromptVision> = rows.iter().map(|(_, e)| *e).collect();
+        return (stack_vision::<B>(&extras, device), None);
+    }
+    let mut images: Vec<PromptVision> = Vec::with_capacity(rows.len());
+    let mut videos: Vec<PromptVision> = Vec::new();
+    for (ids, extra) in rows {
+        let Some(kinds) = video_grids(ids, extra.grid_thw.len(), image_token, video_token) else {
+            images.push((*extra).clone());
+            continue;
+        };
+        let (mut image, mut video) = (PromptVision::default(), PromptVision::default());
+        let mut offset = 0;
+        for (grid, is_video) in extra.grid_thw.iter().zip(kinds) {
+            let rows = grid[0] * grid[1] * grid[2];
+            let end = (offset + rows * extra.patch_dim).min(extra.pixel_values.len());
+            let part = if is_video { &mut video } else { &mut image };
+            part.pixel_values
+                .extend_from_slice(&extra.pixel_values[offset.min(end)..end]);
+            part.patch_dim = extra.patch_dim;
+            part.grid_thw.push(*grid);
+            offset = end;
+        }
+        images.push(image);
+        videos.push(video);
+    }
+    let stack = |parts: &[PromptVision]| {
+        let refs: Vec<&PromptVision> = parts.iter().collect();
+        stack_vision::<B>(&refs, device)
+    };
+    (stack(&images), stack(&videos))
+}
+
 fn policy_err(e: impl std::fmt::Display) -> GrpoError {
     GrpoError::Policy(e.to_string())
 }
@@ -96,6 +159,16 @@ impl<B: Backend> VlmPolicy<B> {
         let t = self.model.tokens();
         vec![t.image_token_id, t.video_token_id]
     }
+
+    /// [`stack_vision_routed`] with this model's placeholder tokens.
+    fn stack_routed<M: Backend>(
+        &self,
+        rows: &[(&[u32], &PromptVision)],
+        device: &M::Device,
+    ) -> (Option<VisionInput<M>>, Option<VisionInput<M>>) {
+        let t = self.model.tokens();
+        stack_vision_routed::<M>(rows, t.image_token_id, t.video_token_id, device)
+    }
 }
 
 impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
@@ -113,13 +186,15 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         let device = model.language_model.embed_tokens.weight.device();
         let mut out = Vec::with_capacity(prompts.len());
         for prompt in prompts {
-            let vision =
-                stack_vision::<B::InnerBackend>(&vec![prompt.extra.as_ref(); group_size], &device);
+            let (images, videos) = self.stack_routed::<B::InnerBackend>(
+                &vec![(prompt.ids.as_slice(), prompt.extra.as_ref()); group_size],
+                &device,
+            );
             let batch = MultimodalBatch {
                 input_ids: vec![prompt.ids.clone(); group_size],
                 attention_mask: vec![vec![1; prompt.ids.len()]; group_size],
-                images: vision,
-                videos: None,
+                images,
+                videos,
                 second_per_grid_ts: None,
             };
             let params = SamplingParams {
@@ -202,7 +277,7 @@ impl<B: Backend> VlmPolicy<B> {
                 .map(|(&t, &m)| if m == 1 { t } else { pad })
                 .collect()
         };
-        let input_ids = (0..n)
+        let input_ids: Vec<Vec<u32>> = (0..n)
             .map(|i| {
                 let mut row = real(&prompts[i], &prompt_mask[i]);
                 row.extend(real(&completions[i], &completion_mask[i]));
@@ -214,12 +289,17 @@ impl<B: Backend> VlmPolicy<B> {
             .zip(&completion_mask)
             .map(|(p, c)| p.iter().chain(c).copied().collect())
             .collect();
-        let extras: Vec<&PromptVision> = batch.extras.iter().map(|e| e.as_ref()).collect();
+        let rows: Vec<(&[u32], &PromptVision)> = input_ids
+            .iter()
+            .map(Vec::as_slice)
+            .zip(batch.extras.iter().map(|e| e.as_ref()))
+            .collect();
+        let (images, videos) = self.stack_routed::<M>(&rows, &Default::default());
         MultimodalBatch {
             input_ids,
             attention_mask,
-            images: stack_vision::<M>(&extras, &Default::default()),
-            videos: None,
+            images,
+            videos,
             second_per_grid_ts: None,
         }
     }

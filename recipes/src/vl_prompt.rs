@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use serde_json::{json, Value};
 use vlrl::qwen::{expand_vision_placeholders, QwenTokenizer};
-use vlrl::vision::{preprocess_images, ProcessorConfig};
+use vlrl::vision::{preprocess_images, preprocess_video, ProcessorConfig};
 
 use crate::policy::PromptVision;
 
@@ -67,6 +67,34 @@ impl VlPrompter {
             &[],
             self.processor.merge_size,
         )?;
+        Ok((self.tokenizer.encode(&expanded)?, Arc::new(vision)))
+    }
+
+    /// Token ids and pixel patches of one video prompt (the video first, then
+    /// the text), as the HF processor builds them: `frames` (already sampled)
+    /// become temporal patches through `processor` (the video processor's
+    /// pixel bounds may differ from the image processor's) and the
+    /// `<|video_pad|>` placeholder is expanded to one token per merged patch.
+    pub fn build_video(
+        &self,
+        frames: &[RgbImage],
+        text: &str,
+        processor: &ProcessorConfig,
+    ) -> Result<(Vec<u32>, Arc<PromptVision>)> {
+        let content = vec![
+            json!({"type": "video"}),
+            json!({"type": "text", "text": text}),
+        ];
+        let messages = json!([{"role": "user", "content": content}]);
+        let rendered = self.tokenizer.apply_chat_template(&messages, true)?;
+        let patches = preprocess_video(frames, processor)?;
+        let vision = PromptVision {
+            pixel_values: patches.data,
+            patch_dim: patches.patch_dim,
+            grid_thw: patches.grid_thw,
+        };
+        let expanded =
+            expand_vision_placeholders(&rendered, &[], &vision.grid_thw, processor.merge_size)?;
         Ok((self.tokenizer.encode(&expanded)?, Arc::new(vision)))
     }
 }
