@@ -55,6 +55,9 @@ pub struct MedR1Config {
     pub train_size: usize,
     pub test_size: usize,
     pub image_size: u32,
+    /// med-synth: shuffle the options (OmniMedVQA-like) or keep the fixed
+    /// order the bundled model was trained on (see `MedSynthConfig`).
+    pub shuffle_options: bool,
     pub split: Split,
     /// Modality (`CT`, `MRI`, …) or question-type (`AI`, `DD`, …) to train on.
     pub train_group: Option<String>,
@@ -78,6 +81,7 @@ impl Default for MedR1Config {
             train_size: 320,
             test_size: 160,
             image_size: 56,
+            shuffle_options: true,
             split: Split::All,
             train_group: None,
             prompt_template: "{question} Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags.".into(),
@@ -183,6 +187,7 @@ struct Example {
 fn examples_from_synth(config: &MedR1Config, n: usize, seed: u64) -> Result<Vec<Example>> {
     let generator = MedSynth::new(MedSynthConfig {
         image_size: config.image_size,
+        shuffle_options: config.shuffle_options,
         ..MedSynthConfig::default()
     })?;
     Ok(generator

@@ -12,7 +12,7 @@
 //!    `stop_accuracy` (or at `max_steps` / `max_minutes`), so RL has room;
 //! 5. saves an HF checkpoint directory (`vlrl_qwen::save`) and a report.
 
-mod data;
+pub mod data;
 mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +57,10 @@ pub struct PretrainConfig {
     /// Per mille of text-only option-lookup drills (0 in stints 1-2 of the
     /// bundled model; never part of the tokenizer corpus).
     pub lookup_per_mille: u64,
+    /// Whether med-synth shuffles its options (stints 1-3 of the bundled
+    /// model: yes; from stint 4 on: no, see docs/bundled-model.md). The
+    /// tokenizer corpus always uses shuffled options.
+    pub shuffle_options: bool,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -97,6 +101,7 @@ impl Default for PretrainConfig {
             image_size: 56,
             side_task_per_mille: 50,
             lookup_per_mille: 0,
+            shuffle_options: true,
             hidden_size: 128,
             intermediate_size: 352,
             num_hidden_layers: 4,
@@ -146,6 +151,12 @@ pub struct PretrainArgs {
     /// Per mille of option-lookup drills in the training mix.
     #[arg(long)]
     pub lookup_per_mille: Option<u64>,
+    /// Whether med-synth shuffles its options.
+    #[arg(long)]
+    pub shuffle_options: Option<bool>,
+    /// Steps between held-out evaluations (early-stopping checks).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     #[arg(long)]
     pub stop_accuracy: Option<f64>,
     /// Don't train: load `--out`, write reference logits of a fixed
@@ -197,6 +208,12 @@ impl PretrainArgs {
         if let Some(v) = self.lookup_per_mille {
             cfg.lookup_per_mille = v;
         }
+        if let Some(v) = self.shuffle_options {
+            cfg.shuffle_options = v;
+        }
+        if let Some(v) = self.eval_every {
+            cfg.eval_every = v;
+        }
         if 2 * cfg.side_task_per_mille + cfg.lookup_per_mille > 1000 {
             bail!("2 x side_task_per_mille + lookup_per_mille must be at most 1000");
         }
@@ -245,11 +262,12 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         let ev = Evaluator::new(&cfg, &tok)?;
         let r = ev.evaluate(&model, cfg.final_eval_samples)?;
         println!(
-            "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%) on {} samples",
+            "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%, lookup drills {:.1}%) on {} samples",
             100.0 * r.accuracy,
             100.0 * r.format_rate,
             100.0 * r.modality_named,
             100.0 * r.answer_text_named,
+            100.0 * r.lookup_accuracy,
             r.n
         );
         for (k, v) in r.by_question_type.iter().chain(&r.by_modality) {
@@ -351,7 +369,8 @@ pub fn pretrain_from(
     // The tokenizer corpus never includes the drills, so runs with and
     // without them share one tokenizer (and `--init-from` works across).
     let corpus_mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
-    let mix = corpus_mix.clone().with_lookup(cfg.lookup_per_mille);
+    let mix = TaskMix::with_options(cfg.image_size, cfg.side_task_per_mille, cfg.shuffle_options)?
+        .with_lookup(cfg.lookup_per_mille);
 
     // 1. Tokenizer.
     let started = Instant::now();
@@ -467,11 +486,12 @@ pub fn pretrain_from(
             bar.suspend(|| {
                 tracing::info!(
                     step,
-                    "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%), loss {:.4}",
+                    "held-out accuracy {:.1}% (format {:.1}%, modality named {:.1}%, answer text named {:.1}%, lookup drills {:.1}%), loss {:.4}",
                     100.0 * r.accuracy,
                     100.0 * r.format_rate,
                     100.0 * r.modality_named,
                     100.0 * r.answer_text_named,
+                    100.0 * r.lookup_accuracy,
                     losses.last().map_or(f64::NAN, |l| l.1)
                 )
             });
@@ -650,6 +670,8 @@ pub struct EvalResult {
     pub modality_named: f64,
     /// Share of traces whose `<think>` names the correct answer text.
     pub answer_text_named: f64,
+    /// Greedy accuracy on text-only option-lookup drills (`n / 4` of them).
+    pub lookup_accuracy: f64,
     pub by_question_type: Vec<(String, f64)>,
     pub by_modality: Vec<(String, f64)>,
 }
@@ -673,7 +695,11 @@ impl<'a> Evaluator<'a> {
         };
         Ok(Self {
             cfg: cfg.clone(),
-            mix: TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?,
+            mix: TaskMix::with_options(
+                cfg.image_size,
+                cfg.side_task_per_mille,
+                cfg.shuffle_options,
+            )?,
             tok,
             tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
             processor,
@@ -685,7 +711,12 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    fn evaluate<B: Backend>(&self, model: &Qwen2VL<B>, n: usize) -> Result<EvalResult> {
+    /// Greedy completions of `samples`, decoded, in order.
+    fn complete<B: Backend>(
+        &self,
+        model: &Qwen2VL<B>,
+        samples: &[vlrl::data::Sample],
+    ) -> Result<Vec<String>> {
         let (image_pad, im_end, pad) = self.ids;
         let encoder = Encoder {
             tokenizer: self.tok,
@@ -699,15 +730,7 @@ impl<'a> Evaluator<'a> {
             stop_tokens: vec![im_end, pad],
             ..SamplingParams::default()
         };
-        let mut correct = 0usize;
-        let mut formatted = 0usize;
-        let mut modality_named = 0usize;
-        let mut answer_text_named = 0usize;
-        let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-        let mut by_mod: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-        let samples: Vec<_> = (0..n as u64)
-            .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
-            .collect();
+        let mut texts = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(40) {
             let prompts: Vec<Vec<u32>> = chunk
                 .iter()
@@ -723,8 +746,40 @@ impl<'a> Evaluator<'a> {
                 second_per_grid_ts: None,
             };
             let gen = model.generate(&batch, pad, &params)?;
-            for (s, tokens) in chunk.iter().zip(&gen.tokens) {
-                let text = self.tok.decode(tokens, true)?;
+            for tokens in &gen.tokens {
+                texts.push(self.tok.decode(tokens, true)?);
+            }
+        }
+        Ok(texts)
+    }
+
+    /// Greedy accuracy on `n` held-out option-lookup drills (text only).
+    fn lookup_accuracy<B: Backend>(&self, model: &Qwen2VL<B>, n: usize) -> Result<f64> {
+        let samples: Vec<_> = (0..n as u64)
+            .map(|i| self.mix.lookup_sample(i, self.cfg.eval_seed))
+            .collect();
+        let texts = self.complete(model, &samples)?;
+        let correct = samples
+            .iter()
+            .zip(&texts)
+            .filter(|(s, t)| is_correct(t, &s.row))
+            .count();
+        Ok(correct as f64 / n.max(1) as f64)
+    }
+
+    fn evaluate<B: Backend>(&self, model: &Qwen2VL<B>, n: usize) -> Result<EvalResult> {
+        let mut correct = 0usize;
+        let mut formatted = 0usize;
+        let mut modality_named = 0usize;
+        let mut answer_text_named = 0usize;
+        let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        let mut by_mod: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        let samples: Vec<_> = (0..n as u64)
+            .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
+            .collect();
+        let texts = self.complete(model, &samples)?;
+        {
+            for (s, text) in samples.iter().zip(texts) {
                 let ok = is_correct(&text, &s.row);
                 let well_formed = text.contains("<think>")
                     && text.contains("</think>")
@@ -761,6 +816,7 @@ impl<'a> Evaluator<'a> {
             format_rate: formatted as f64 / n.max(1) as f64,
             modality_named: modality_named as f64 / n.max(1) as f64,
             answer_text_named: answer_text_named as f64 / n.max(1) as f64,
+            lookup_accuracy: self.lookup_accuracy(model, n.div_ceil(4))?,
             by_question_type: rate(by_type),
             by_modality: rate(by_mod),
         })

@@ -409,3 +409,39 @@ fn pinned_med_synth_output() {
     }
     assert_eq!(text.lines().count(), pinned.lines().count());
 }
+
+#[test]
+fn med_synth_fixed_option_order_keeps_letters_consistent() {
+    let fixed = MedSynth::new(MedSynthConfig {
+        shuffle_options: false,
+        ..MedSynthConfig::default()
+    })
+    .unwrap();
+    let shuffled = MedSynth::new(MedSynthConfig::default()).unwrap();
+    let mut letters_per_text: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut moved = 0;
+    for i in 0..400 {
+        let s = fixed.sample(i, 5);
+        let answer = s.row.answer.clone().unwrap();
+        let text = s.row.meta_str("answer_text").unwrap().to_string();
+        let pos = s.row.options.iter().position(|o| *o == text).unwrap();
+        assert_eq!(answer, ["A", "B", "C", "D"][pos], "{:?}", s.row);
+        let qtype = s.row.meta_str("question_type").unwrap().to_string();
+        if qtype == "Modality Recognition" {
+            let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
+            let ranks: Vec<_> = s.row.options.iter().map(rank).collect();
+            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{:?}", s.row.options);
+        } else {
+            letters_per_text
+                .entry((qtype, text))
+                .or_default()
+                .insert(answer);
+        }
+        let t = shuffled.sample(i, 5);
+        moved += usize::from(t.row.options != s.row.options);
+    }
+    // Outside modality recognition the letter is a function of the answer.
+    assert!(letters_per_text.values().all(|l| l.len() == 1));
+    // The default still shuffles.
+    assert!(moved > 200, "{moved}");
+}

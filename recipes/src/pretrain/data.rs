@@ -75,8 +75,18 @@ pub struct TaskMix {
 
 impl TaskMix {
     pub fn new(image_size: u32, side_per_mille: u64) -> Result<Self> {
+        Self::with_options(image_size, side_per_mille, true)
+    }
+
+    /// As [`TaskMix::new`], choosing whether med-synth shuffles its options.
+    pub fn with_options(
+        image_size: u32,
+        side_per_mille: u64,
+        shuffle_options: bool,
+    ) -> Result<Self> {
         let med = MedSynth::new(vlrl::data::synth::MedSynthConfig {
             image_size,
+            shuffle_options,
             ..Default::default()
         })?;
         let visual_math = VisualMath::new(VisualMathConfig { image_size })?;
@@ -123,6 +133,11 @@ impl TaskMix {
             Source::VisualMath => self.visual_math.sample(i, seed),
             Source::OptionLookup => option_lookup(self.med.sample(i, seed), i),
         }
+    }
+
+    /// An option-lookup drill (whatever the mix's share of drills).
+    pub fn lookup_sample(&self, i: u64, seed: u64) -> Sample {
+        option_lookup(self.med.sample(i, seed), i)
     }
 
     /// Held-out med-synth samples (another seed: other latents and images).

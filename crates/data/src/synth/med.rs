@@ -46,6 +46,13 @@ pub struct MedSynthConfig {
     /// `modalities.len() * question_types.len()` is exactly balanced).
     pub modalities: Vec<Modality>,
     pub question_types: Vec<QuestionType>,
+    /// Shuffle the four options (OmniMedVQA-like; the default). When off,
+    /// options come in a fixed order (each question type's names in their
+    /// listed order; modalities in [`Modality::ALL`] order), so the letter
+    /// follows from the answer text alone. The bundled model uses fixed
+    /// order: at ~1M parameters it learned to read the images but not to
+    /// find a named option in a shuffled list (docs/bundled-model.md).
+    pub shuffle_options: bool,
 }
 
 impl Default for MedSynthConfig {
@@ -54,8 +61,25 @@ impl Default for MedSynthConfig {
             image_size: 56,
             modalities: Modality::ALL.to_vec(),
             question_types: QuestionType::ALL.to_vec(),
+            shuffle_options: true,
         }
     }
+}
+
+/// Options in their fixed order (see [`MedSynthConfig::shuffle_options`]):
+/// the listed order, except modality options, which sort by
+/// [`Modality::ALL`].
+fn fixed_order(q: QuestionType, mut options: Vec<String>, correct: usize) -> (Vec<String>, String) {
+    let answer = options.get(correct).cloned().unwrap_or_default();
+    if q == QuestionType::ModalityRecognition {
+        let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
+        options.sort_by_key(rank);
+    }
+    let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
+    let letter = crate::row::option_letter(pos)
+        .map(String::from)
+        .unwrap_or_default();
+    (options, letter)
 }
 
 /// The `med-synth` generator.
@@ -589,7 +613,11 @@ impl TaskGenerator for MedSynth {
             }
         };
         let answer_text = all_options.get(correct).cloned().unwrap_or_default();
-        let (options, letter) = shuffle_options(&mut rng, all_options, correct);
+        let (options, letter) = if cfg.shuffle_options {
+            shuffle_options(&mut rng, all_options, correct)
+        } else {
+            fixed_order(qtype, all_options, correct)
+        };
         let templates = question_templates(qtype);
         let question = templates.choose(&mut rng).copied().unwrap_or(templates[0]);
 
