@@ -19,6 +19,7 @@
 //! template the bundled model was pretrained with (`pretrain::data::prompt_text`).
 
 pub mod agent;
+pub mod text_compare;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use crate::single_turn::{train_stage, Checkpoint, StageOptions, StageOutcome, Tr
 use crate::vl_prompt::VlPrompter;
 
 pub use agent::GridAgent;
+pub use text_compare::TextCompare;
 
 /// The recipe's configuration (`recipes/configs/lmm-r1.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,12 +65,19 @@ pub struct LmmR1Config {
     /// Multimodal (MGT) prompts for training and held out.
     pub mm_train_size: usize,
     pub mm_test_size: usize,
+    /// Share of the text sets drawn from `text-compare` (0 = text-logic only).
+    pub easy_text_share: f64,
     /// Share of the multimodal sets drawn from `grid-agent` (0 = none).
     pub agent_share: f64,
     /// Also train MGT from the base model (the paper's direct-RL baseline).
     pub mgt_only: bool,
     pub format_weight: f64,
     pub accuracy_weight: f64,
+    /// Verifier that scores the numeric rows' accuracy in training
+    /// (`numeric`: exact, as the paper; `counting_relative`: partial credit
+    /// `max(0, 1 − |pred − truth| / max(truth, 1))`, a denser signal for a
+    /// model that rarely hits the exact number). Evaluation is always exact.
+    pub train_numeric_verifier: String,
     pub eval_max_new_tokens: usize,
     pub eval_batch_size: usize,
     pub checkpoint_every: u64,
@@ -90,10 +99,12 @@ impl Default for LmmR1Config {
             text_test_size: 200,
             mm_train_size: 400,
             mm_test_size: 200,
+            easy_text_share: 0.0,
             agent_share: 0.0,
             mgt_only: true,
             format_weight: 1.0,
             accuracy_weight: 1.0,
+            train_numeric_verifier: "numeric".into(),
             eval_max_new_tokens: 32,
             eval_batch_size: 20,
             checkpoint_every: 10,
@@ -139,7 +150,12 @@ pub struct LmmR1Args {
     #[arg(long)]
     pub mm_test_size: Option<usize>,
     #[arg(long)]
+    pub easy_text_share: Option<f64>,
+    #[arg(long)]
     pub agent_share: Option<f64>,
+    /// Training accuracy verifier of numeric rows (`numeric`, `counting_relative`).
+    #[arg(long)]
+    pub train_numeric_verifier: Option<String>,
     /// Skip the MGT-only baseline.
     #[arg(long)]
     pub no_mgt_only: bool,
@@ -177,7 +193,9 @@ impl LmmR1Args {
         set!(text_test_size);
         set!(mm_train_size);
         set!(mm_test_size);
+        set!(easy_text_share);
         set!(agent_share);
+        set!(train_numeric_verifier);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
@@ -199,8 +217,13 @@ impl LmmR1Args {
             }
             grpo.seed = c.seed;
         }
-        if !(0.0..=1.0).contains(&c.agent_share) {
-            bail!("agent_share must be in [0, 1], got {}", c.agent_share);
+        for (name, share) in [
+            ("agent_share", c.agent_share),
+            ("easy_text_share", c.easy_text_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                bail!("{name} must be in [0, 1], got {share}");
+            }
         }
         Ok(c)
     }
@@ -260,8 +283,45 @@ impl Example {
     }
 }
 
-/// `n` multimodal samples of `seed`: visual-math, with `agent_share` of them
-/// from grid-agent (evenly interleaved, deterministic).
+/// `n` samples of `seed` from `main`, with `share` of them from `side`
+/// (evenly interleaved, deterministic; sample `i` keeps index `i` in its
+/// generator, so sets of different sizes share prefixes).
+fn mixed_samples(
+    main: &dyn TaskGenerator,
+    side: &dyn TaskGenerator,
+    share: f64,
+    n: usize,
+    seed: u64,
+    set: &'static str,
+) -> Vec<Example> {
+    let mut side_due = 0.0;
+    (0..n as u64)
+        .map(|i| {
+            side_due += share;
+            let sample = if side_due >= 1.0 {
+                side_due -= 1.0;
+                side.sample(i, seed)
+            } else {
+                main.sample(i, seed)
+            };
+            Example::from_sample(sample, set)
+        })
+        .collect()
+}
+
+/// Text sets: text-logic with `easy_text_share` of text-compare.
+fn text_samples(config: &LmmR1Config, n: usize, seed: u64) -> Vec<Example> {
+    mixed_samples(
+        &TextLogic,
+        &TextCompare,
+        config.easy_text_share,
+        n,
+        seed,
+        TEXT,
+    )
+}
+
+/// Multimodal sets: visual-math with `agent_share` of grid-agent.
 fn multimodal_samples(config: &LmmR1Config, n: usize, seed: u64) -> Result<Vec<Example>> {
     let math = VisualMath::new(VisualMathConfig {
         image_size: config.image_size,
@@ -270,19 +330,14 @@ fn multimodal_samples(config: &LmmR1Config, n: usize, seed: u64) -> Result<Vec<E
         image_size: config.image_size,
         ..GridAgent::default()
     };
-    let mut agent_due = 0.0;
-    Ok((0..n as u64)
-        .map(|i| {
-            agent_due += config.agent_share;
-            let sample = if agent_due >= 1.0 {
-                agent_due -= 1.0;
-                grid.sample(i, seed)
-            } else {
-                math.sample(i, seed)
-            };
-            Example::from_sample(sample, MULTIMODAL)
-        })
-        .collect())
+    Ok(mixed_samples(
+        &math,
+        &grid,
+        config.agent_share,
+        n,
+        seed,
+        MULTIMODAL,
+    ))
 }
 
 /// Rows of a JSONL dataset folder with their images.
@@ -322,12 +377,22 @@ fn real_split(
     Ok((train, test))
 }
 
-fn to_prompt(prompter: &VlPrompter, ex: &Example) -> Result<Prompt<VisionExtra>> {
+/// The prompt of an example; `numeric_verifier` replaces `numeric` (the
+/// training reward's choice, see [`LmmR1Config::train_numeric_verifier`]).
+fn to_prompt(
+    prompter: &VlPrompter,
+    ex: &Example,
+    numeric_verifier: &str,
+) -> Result<Prompt<VisionExtra>> {
     let (ids, extra) = prompter.build(&ex.images, &prompt_text(&ex.row))?;
+    let verifier = match ex.verifier() {
+        v if v == "numeric" => numeric_verifier.to_string(),
+        v => v,
+    };
     let target = VerifiedTarget {
         answer: ex.row.answer.clone().unwrap_or_default(),
         options: ex.row.options.clone(),
-        verifier: ex.verifier(),
+        verifier,
         groups: BTreeMap::from([
             ("set".to_string(), ex.set.to_string()),
             ("task".to_string(), ex.task()),
@@ -359,16 +424,9 @@ fn datasets(config: &LmmR1Config, prompter: &VlPrompter) -> Result<Sets> {
     let (text_train, text_test, mm_train, mm_test) = match &config.data {
         None => {
             let test_seed = config.seed.wrapping_add(TEST_SEED_OFFSET);
-            let text = |n, seed| {
-                TextLogic
-                    .generate(n, seed)
-                    .into_iter()
-                    .map(|s| Example::from_sample(s, TEXT))
-                    .collect::<Vec<_>>()
-            };
             (
-                text(config.text_train_size, config.seed),
-                text(config.text_test_size, test_seed),
+                text_samples(config, config.text_train_size, config.seed),
+                text_samples(config, config.text_test_size, test_seed),
                 multimodal_samples(config, config.mm_train_size, config.seed)?,
                 multimodal_samples(config, config.mm_test_size, test_seed)?,
             )
@@ -379,17 +437,18 @@ fn datasets(config: &LmmR1Config, prompter: &VlPrompter) -> Result<Sets> {
             (a, b, c, d)
         }
     };
-    let build = |v: &[Example], what: &str| -> Result<Prompts> {
+    let build = |v: &[Example], what: &str, numeric: &str| -> Result<Prompts> {
         if v.is_empty() {
             bail!("the {what} set is empty");
         }
-        v.iter().map(|e| to_prompt(prompter, e)).collect()
+        v.iter().map(|e| to_prompt(prompter, e, numeric)).collect()
     };
+    let train_numeric = config.train_numeric_verifier.as_str();
     Ok(Sets {
-        text_train: build(&text_train, "text training")?,
-        text_test: build(&text_test, "text held-out")?,
-        mm_train: build(&mm_train, "multimodal training")?,
-        mm_test: build(&mm_test, "multimodal held-out")?,
+        text_train: build(&text_train, "text training", train_numeric)?,
+        text_test: build(&text_test, "text held-out", "numeric")?,
+        mm_train: build(&mm_train, "multimodal training", train_numeric)?,
+        mm_test: build(&mm_test, "multimodal held-out", "numeric")?,
     })
 }
 
