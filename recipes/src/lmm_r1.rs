@@ -73,11 +73,13 @@ pub struct LmmR1Config {
     pub mgt_only: bool,
     pub format_weight: f64,
     pub accuracy_weight: f64,
-    /// Verifier that scores the numeric rows' accuracy in training
+    /// Verifier that scores the numeric rows' accuracy in FRE training
     /// (`numeric`: exact, as the paper; `counting_relative`: partial credit
     /// `max(0, 1 − |pred − truth| / max(truth, 1))`, a denser signal for a
     /// model that rarely hits the exact number). Evaluation is always exact.
-    pub train_numeric_verifier: String,
+    pub fre_numeric_verifier: String,
+    /// The same for MGT (and MGT-only) training.
+    pub mgt_numeric_verifier: String,
     pub eval_max_new_tokens: usize,
     pub eval_batch_size: usize,
     pub checkpoint_every: u64,
@@ -104,7 +106,8 @@ impl Default for LmmR1Config {
             mgt_only: true,
             format_weight: 1.0,
             accuracy_weight: 1.0,
-            train_numeric_verifier: "numeric".into(),
+            fre_numeric_verifier: "numeric".into(),
+            mgt_numeric_verifier: "numeric".into(),
             eval_max_new_tokens: 32,
             eval_batch_size: 20,
             checkpoint_every: 10,
@@ -153,9 +156,12 @@ pub struct LmmR1Args {
     pub easy_text_share: Option<f64>,
     #[arg(long)]
     pub agent_share: Option<f64>,
-    /// Training accuracy verifier of numeric rows (`numeric`, `counting_relative`).
+    /// FRE training accuracy verifier of numeric rows (`numeric`, `counting_relative`).
     #[arg(long)]
-    pub train_numeric_verifier: Option<String>,
+    pub fre_numeric_verifier: Option<String>,
+    /// MGT training accuracy verifier of numeric rows.
+    #[arg(long)]
+    pub mgt_numeric_verifier: Option<String>,
     /// Skip the MGT-only baseline.
     #[arg(long)]
     pub no_mgt_only: bool,
@@ -195,7 +201,8 @@ impl LmmR1Args {
         set!(mm_test_size);
         set!(easy_text_share);
         set!(agent_share);
-        set!(train_numeric_verifier);
+        set!(fre_numeric_verifier);
+        set!(mgt_numeric_verifier);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
@@ -378,7 +385,7 @@ fn real_split(
 }
 
 /// The prompt of an example; `numeric_verifier` replaces `numeric` (the
-/// training reward's choice, see [`LmmR1Config::train_numeric_verifier`]).
+/// training reward's choice, see [`LmmR1Config::fre_numeric_verifier`]).
 fn to_prompt(
     prompter: &VlPrompter,
     ex: &Example,
@@ -443,11 +450,14 @@ fn datasets(config: &LmmR1Config, prompter: &VlPrompter) -> Result<Sets> {
         }
         v.iter().map(|e| to_prompt(prompter, e, numeric)).collect()
     };
-    let train_numeric = config.train_numeric_verifier.as_str();
     Ok(Sets {
-        text_train: build(&text_train, "text training", train_numeric)?,
+        text_train: build(&text_train, "text training", &config.fre_numeric_verifier)?,
         text_test: build(&text_test, "text held-out", "numeric")?,
-        mm_train: build(&mm_train, "multimodal training", train_numeric)?,
+        mm_train: build(
+            &mm_train,
+            "multimodal training",
+            &config.mgt_numeric_verifier,
+        )?,
         mm_test: build(&mm_test, "multimodal held-out", "numeric")?,
     })
 }
