@@ -56,6 +56,9 @@ pub struct TtsConfig {
     pub samples: usize,
     /// Share of the samples that must agree to stop (paper: 1.0, all).
     pub agreement: f64,
+    /// More TTS rows in the report with these agreement thresholds (e.g.
+    /// 0.6 = 3 of 5: a relaxed, majority-threshold stop).
+    pub extra_agreements: Vec<f64>,
     /// Sample `i` uses temperature `temperature + i·temperature_step` and
     /// top-p `max(top_p_min, top_p − i·top_p_step)` (paper: 0.7, 0.1, 0.9,
     /// 0.1, 0.5).
@@ -75,6 +78,7 @@ impl Default for TtsConfig {
             densify: Densify::Reference,
             samples: 5,
             agreement: 1.0,
+            extra_agreements: vec![0.6],
             temperature: 0.7,
             temperature_step: 0.1,
             top_p: 0.9,
@@ -246,6 +250,17 @@ impl VideoRtsArgs {
             c.data = self.data.clone();
         }
         c.grpo.seed = c.seed;
+        // Batch flags shrink the rollout: keep the (mini, micro) batches
+        // dividing it rather than failing after the base evaluation.
+        let rollout = c.grpo.prompts_per_step * c.grpo.group_size;
+        if rollout > 0 && (c.grpo.mini_batch_size == 0 || rollout % c.grpo.mini_batch_size != 0) {
+            c.grpo.mini_batch_size = rollout;
+        }
+        let mini = c.grpo.mini_batch_size;
+        if c.grpo.micro_batch_size == 0 || mini % c.grpo.micro_batch_size != 0 {
+            c.grpo.micro_batch_size = mini;
+        }
+        c.grpo.validate()?;
         if c.tts.samples == 0 {
             bail!("tts.samples must be at least 1");
         }
@@ -568,23 +583,34 @@ pub fn summarize(
         n: decisions.len(),
         ..Default::default()
     };
-    let n = decisions.len().max(1) as f64;
     for d in decisions {
         let q = questions
             .get(d.item)
             .context("decision for an unknown question")?;
         let (format, accuracy) = q.target.score(&registry, &d.majority_text, &ctx)?;
         let ok = accuracy >= 0.999;
-        r.accuracy += f64::from(u8::from(ok)) / n;
-        r.format += format / n;
-        r.avg_frames += d.nframes as f64 / n;
-        r.avg_frames_processed += d.frames_processed as f64 / n;
-        r.avg_samples += d.samples_drawn as f64 / n;
-        r.early_stop_rate += f64::from(u8::from(d.agreed)) / n;
+        r.accuracy += f64::from(u8::from(ok));
+        r.format += format;
+        r.avg_frames += d.nframes as f64;
+        r.avg_frames_processed += d.frames_processed as f64;
+        r.avg_samples += d.samples_drawn as f64;
+        r.early_stop_rate += f64::from(u8::from(d.agreed));
         *r.frames_histogram.entry(d.nframes).or_default() += 1;
         let cell = r.by_group.entry(q.group.clone()).or_default();
         cell.0 += usize::from(ok);
         cell.1 += 1;
+    }
+    // Sums first, one division: means of equal values stay exact.
+    let n = decisions.len().max(1) as f64;
+    for mean in [
+        &mut r.accuracy,
+        &mut r.format,
+        &mut r.avg_frames,
+        &mut r.avg_frames_processed,
+        &mut r.avg_samples,
+        &mut r.early_stop_rate,
+    ] {
+        *mean /= n;
     }
     Ok(r)
 }
@@ -592,9 +618,10 @@ pub fn summarize(
 /// Frame indices per question and round.
 type FramePlan = Vec<Vec<Vec<usize>>>;
 
-/// The four strategies of the report on one model: greedy at the first
-/// (sparse) and last (dense) frame counts, majority of `samples` answers at
-/// the dense count, and sparse-to-dense TTS.
+/// The strategies of the report on one model: greedy at the first (sparse)
+/// and last (dense) frame counts, majority of `samples` answers at the dense
+/// count, and sparse-to-dense TTS (at `agreement`, then at each of
+/// `extra_agreements`).
 pub fn evaluate_strategies(
     model: &Qwen2VL<EvalBackend>,
     prompter: &VideoPrompter,
@@ -620,28 +647,47 @@ pub fn evaluate_strategies(
             .map(|r| r.iter().map(Vec::len).collect())
             .collect()
     };
-    let rule = StopRule {
-        agreement: config.tts.agreement,
-    };
     let k = config.tts.samples;
     let dense = config.tts.max;
     let sparse = config.tts.start;
-    let plans: [(String, &FramePlan, bool); 4] = [
-        (format!("greedy, {sparse} frames (sparse)"), &first, true),
-        (format!("greedy, {dense} frames (dense)"), &last, true),
+    let agree = |a: f64| {
+        if a >= 1.0 {
+            "all agree".to_string()
+        } else {
+            format!("≥ {:.0}% agree", 100.0 * a)
+        }
+    };
+    // (name, frames per round, greedy, agreement to stop)
+    let mut plans: Vec<(String, &FramePlan, bool, f64)> = vec![
+        (
+            format!("greedy, {sparse} frames (sparse)"),
+            &first,
+            true,
+            1.0,
+        ),
+        (format!("greedy, {dense} frames (dense)"), &last, true, 1.0),
         (
             format!("majority of {k}, {dense} frames (dense)"),
             &last,
             false,
-        ),
-        (
-            format!("sparse-to-dense TTS, {sparse}→{dense} frames, {k} samples"),
-            &rounds,
-            false,
+            1.0,
         ),
     ];
+    for a in
+        std::iter::once(config.tts.agreement).chain(config.tts.extra_agreements.iter().copied())
+    {
+        plans.push((
+            format!(
+                "sparse-to-dense TTS, {sparse}→{dense} frames, {k} samples, stop when {}",
+                agree(a)
+            ),
+            &rounds,
+            false,
+            a,
+        ));
+    }
     let mut out = Vec::new();
-    for (i, (name, plan, greedy)) in plans.into_iter().enumerate() {
+    for (i, (name, plan, greedy, agreement)) in plans.into_iter().enumerate() {
         let started = Instant::now();
         let mut sampler = ModelSampler {
             model,
@@ -652,10 +698,12 @@ pub fn evaluate_strategies(
             greedy,
             max_new_tokens: config.eval_max_new_tokens,
             batch_size: config.eval_batch_size,
-            seed: config.seed ^ label.wrapping_mul(0x9E37) ^ ((i as u64) << 40),
+            // The TTS rows share one seed: their first rounds draw the same
+            // answers, so they differ only by the stopping rule there.
+            seed: config.seed ^ label.wrapping_mul(0x9E37) ^ ((i.min(3) as u64) << 40),
             calls: 0,
         };
-        let decisions = tts::run(&counts(plan), rule, &mut sampler)?;
+        let decisions = tts::run(&counts(plan), StopRule { agreement }, &mut sampler)?;
         let result = summarize(&name, questions, &decisions)?;
         tracing::info!(
             "{name}: accuracy {:.1}%, {:.1} frames on average ({:.0} s)",

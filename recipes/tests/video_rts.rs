@@ -1,0 +1,159 @@
+//! The video-rts recipe end to end at toy size on the bundled model: clips →
+//! video prompts → base evaluation (greedy sparse / dense, majority, TTS) →
+//! GRPO steps → RL evaluation → report files; plus the sparse-to-dense
+//! stopping rule on the real model and the `--data` path (frame folders).
+//! The stopping logic itself is unit-tested with a scripted sampler in
+//! `recipes/src/video_rts/tts.rs`.
+
+use std::path::PathBuf;
+
+use burn::module::AutodiffModule;
+use recipes::single_turn::Checkpoint;
+use recipes::video_rts::{
+    datasets, evaluate_strategies, run, VideoPrompter, VideoRtsArgs, VideoRtsConfig,
+};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shipped config, shrunk.
+fn toy_config_text() -> String {
+    std::fs::read_to_string(root().join("recipes/configs/video-rts.toml"))
+        .unwrap()
+        .replace("eval_max_new_tokens = 48", "eval_max_new_tokens = 24")
+        .replace("max_new_tokens = 48", "max_new_tokens = 24")
+        .replace("samples = 5", "samples = 3")
+        .replace("prompts_per_step = 8", "prompts_per_step = 2")
+        .replace("group_size = 8", "group_size = 4")
+        .replace("mini_batch_size = 64", "mini_batch_size = 8")
+        .replace("micro_batch_size = 32", "micro_batch_size = 8")
+}
+
+fn toy_config() -> VideoRtsConfig {
+    let mut c: VideoRtsConfig = toml::from_str(&toy_config_text()).unwrap();
+    c.model = root().join("assets/med-tiny");
+    c.test_size = 6;
+    c.train_size = 6;
+    c
+}
+
+#[test]
+fn video_rts_runs_end_to_end_and_writes_its_report() {
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("video-rts.toml");
+    std::fs::write(&config, toy_config_text()).unwrap();
+    let run_dir = out.path().join("run");
+    let args = VideoRtsArgs {
+        config: Some(config),
+        model: Some(root().join("assets/med-tiny")),
+        out: Some(run_dir.clone()),
+        steps: Some(2),
+        train_size: Some(8),
+        test_size: Some(6),
+        ..Default::default()
+    };
+    run(args).unwrap();
+
+    let report = std::fs::read_to_string(run_dir.join("eval.md")).unwrap();
+    assert!(
+        report.contains("sparse-to-dense TTS") && report.contains("GRPO"),
+        "{report}"
+    );
+    assert!(run_dir.join("config.resolved.toml").exists());
+    assert!(run_dir.join("checkpoints").read_dir().unwrap().count() >= 1);
+    let plots: Vec<_> = run_dir.join("plots").read_dir().unwrap().collect();
+    assert!(!plots.is_empty(), "no PNG curves written");
+
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    for line in metrics.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in ["reward_mean", "loss", "grad_norm", "entropy"] {
+            let v = m[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite(), "{key} = {v} in {line}");
+        }
+    }
+
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("eval.json")).unwrap()).unwrap();
+    for model in ["base", "rl"] {
+        let strategies = eval[model].as_array().unwrap();
+        assert_eq!(strategies.len(), 5, "4 strategies + the relaxed TTS row");
+        let frames = |i: usize| strategies[i]["avg_frames"].as_f64().unwrap();
+        assert_eq!(frames(0), 4.0, "greedy sparse uses the first round");
+        assert_eq!(frames(1), 16.0, "greedy dense uses the last round");
+        assert_eq!(frames(2), 16.0);
+        let tts = &strategies[3];
+        assert!((4.0..=16.0).contains(&frames(3)), "{tts}");
+        assert!(tts["avg_frames_processed"].as_f64().unwrap() >= frames(3));
+        let samples = tts["avg_samples"].as_f64().unwrap();
+        assert!((3.0..=9.0).contains(&samples), "{tts}");
+        // Same first-round answers, looser rule: at least as many questions
+        // stop at the sparse count.
+        let relaxed = &strategies[4];
+        let at_start = |s: &serde_json::Value| s["frames_histogram"]["4"].as_u64().unwrap_or(0);
+        assert!(at_start(relaxed) >= at_start(tts), "{relaxed} vs {tts}");
+        for s in strategies {
+            assert_eq!(s["n"], 6);
+            let acc = s["accuracy"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc), "{s}");
+        }
+    }
+}
+
+/// With `agreement = 0` any majority stops the loop: every question is
+/// answered at the first (sparse) round. With all samples required to agree
+/// the frames stay within the schedule and more frames are never fewer.
+#[test]
+fn tts_stopping_rule_on_the_model_and_the_data_path() {
+    let mut config = toy_config();
+    let ckpt = Checkpoint::open(&config.model).unwrap();
+    let prompter = VideoPrompter::new(&ckpt, &config);
+    let model = ckpt.load().unwrap().valid();
+    let (_, test) = datasets(&config).unwrap();
+
+    config.tts.agreement = 0.0;
+    let loose = evaluate_strategies(&model, &prompter, &test, &config, 7).unwrap();
+    let tts = &loose[3];
+    assert_eq!(tts.avg_frames, 4.0, "{tts:?}");
+    assert_eq!(tts.early_stop_rate, 1.0, "{tts:?}");
+    assert_eq!(tts.avg_samples, 3.0);
+
+    // The same clips written as frame folders and read back through `--data`
+    // give identical prompts (PNG is lossless).
+    let dir = tempfile::tempdir().unwrap();
+    let clips: Vec<_> = {
+        let generator =
+            recipes::video_rts::events::VideoEvents::new(config.events.clone()).unwrap();
+        (0..4u64).map(|i| generator.clip(i, 5)).collect()
+    };
+    recipes::video_rts::events::write_dataset(dir.path(), &clips).unwrap();
+    let mut file_config = config.clone();
+    file_config.data = Some(dir.path().join("data.jsonl"));
+    let (train, held_out) = datasets(&file_config).unwrap();
+    assert_eq!(train.len() + held_out.len(), 4);
+    let from_file = train.iter().chain(&held_out).next().unwrap();
+    let index = clips
+        .iter()
+        .position(|c| {
+            file_config
+                .prompt_template
+                .replace("{question}", c.sample.row.problem.as_deref().unwrap())
+                == from_file.text
+        })
+        .unwrap();
+    let synthetic = recipes::video_rts::ClipSource::Synthetic(clips[index].scene.clone());
+    let indices = [0, 9, 21, 31];
+    assert_eq!(
+        from_file.clip.frames(&indices).unwrap(),
+        synthetic.frames(&indices).unwrap()
+    );
+    let a = prompter.prompt(from_file, &indices).unwrap();
+    let token = |t: &str| ckpt.prompter.tokenizer.token_id(t).unwrap();
+    let (video_pad, image_pad) = (token("<|video_pad|>"), token("<|image_pad|>"));
+    // 4 frames of 56x56 → 2 temporal patches x 4x4 patches → 2·4 merged tokens
+    assert_eq!(a.ids.iter().filter(|&&t| t == video_pad).count(), 2 * 4);
+    assert!(!a.ids.contains(&image_pad));
+    assert_eq!(a.extra.grid_thw, vec![[2, 4, 4]]);
+}
