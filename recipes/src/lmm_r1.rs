@@ -37,7 +37,9 @@ use vlrl::grpo::policy::Prompt;
 use crate::eval::{markdown_table, EvalResult, VerifiedTarget};
 use crate::policy::VisionExtra;
 use crate::pretrain::prompt_text;
-use crate::single_turn::{train_stage, Checkpoint, StageOptions, StageOutcome, TrainModel};
+use crate::single_turn::{
+    load_config, train_stage, Checkpoint, StageOptions, StageOutcome, TrainModel,
+};
 use crate::vl_prompt::VlPrompter;
 
 pub use agent::GridAgent;
@@ -172,19 +174,8 @@ pub struct LmmR1Args {
 
 impl LmmR1Args {
     pub fn resolve(&self) -> Result<LmmR1Config> {
-        let default_path = PathBuf::from("recipes/configs/lmm-r1.toml");
-        let path = self
-            .config
-            .clone()
-            .or_else(|| default_path.exists().then_some(default_path));
-        let mut c = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-            }
-            None => LmmR1Config::default(),
-        };
+        let mut c: LmmR1Config =
+            load_config(self.config.as_deref(), "recipes/configs/lmm-r1.toml")?;
         macro_rules! set {
             ($field:ident) => {
                 if let Some(v) = self.$field.clone() {

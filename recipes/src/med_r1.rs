@@ -25,7 +25,7 @@ use vlrl::grpo::policy::Prompt;
 
 use crate::eval::{markdown_table, ChoiceTarget, EvalResult};
 use crate::policy::VisionExtra;
-use crate::single_turn::{train_stage, Checkpoint, StageOptions, TrainModel};
+use crate::single_turn::{load_config, train_stage, Checkpoint, StageOptions, TrainModel};
 use crate::vl_prompt::VlPrompter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
@@ -130,19 +130,8 @@ pub struct MedR1Args {
 
 impl MedR1Args {
     pub fn resolve(&self) -> Result<MedR1Config> {
-        let default_path = PathBuf::from("recipes/configs/med-r1.toml");
-        let path = self
-            .config
-            .clone()
-            .or_else(|| default_path.exists().then_some(default_path));
-        let mut c = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-            }
-            None => MedR1Config::default(),
-        };
+        let mut c: MedR1Config =
+            load_config(self.config.as_deref(), "recipes/configs/med-r1.toml")?;
         macro_rules! set {
             ($field:ident, $value:expr) => {
                 if let Some(v) = $value.clone() {

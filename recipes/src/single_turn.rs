@@ -11,9 +11,10 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
+use serde::de::DeserializeOwned;
 use vlrl::grpo::config::{GrpoConfig, KlPlacement};
 use vlrl::grpo::metrics::StepMetrics;
 use vlrl::grpo::policy::{Completion, Prompt};
@@ -25,6 +26,25 @@ use crate::eval::{evaluate_targets, EvalResult, EvalTarget};
 use crate::policy::{VisionExtra, VlmPolicy};
 use crate::vl_prompt::VlPrompter;
 use crate::TrainBackend;
+
+/// A recipe's TOML config: `explicit` when given, else `default_path` when
+/// that file exists (run from the repository root), else `T::default()`.
+/// Flags are applied on top by the caller.
+pub fn load_config<T: DeserializeOwned + Default>(
+    explicit: Option<&Path>,
+    default_path: &str,
+) -> Result<T> {
+    let default_path = Path::new(default_path);
+    let path = explicit.or_else(|| default_path.exists().then_some(default_path));
+    match path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+        }
+        None => Ok(T::default()),
+    }
+}
 
 /// The backend evaluation runs on (the training backend without autodiff).
 pub type EvalBackend = <TrainBackend as AutodiffBackend>::InnerBackend;
