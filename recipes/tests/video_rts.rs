@@ -157,3 +157,53 @@ fn tts_stopping_rule_on_the_model_and_the_data_path() {
     assert!(!a.ids.contains(&image_pad));
     assert_eq!(a.extra.grid_thw, vec![[2, 4, 4]]);
 }
+
+/// Patches go to images or videos by the placeholder run they fill, in
+/// order; prompts without video placeholders stack exactly as before.
+#[test]
+fn vision_patches_are_routed_by_placeholder_kind() {
+    use recipes::policy::{stack_vision, stack_vision_routed, PromptVision};
+    type B = vlrl::backend::Cpu;
+    let (image, video) = (889u32, 890u32);
+    let dim = 3;
+    // a video (grid 2x2x2 = 8 patches, 2 merged tokens) then an image
+    // (grid 1x2x2 = 4 patches, 1 token); rows numbered by patch
+    let mixed = PromptVision {
+        pixel_values: (0..12 * dim).map(|v| v as f32).collect(),
+        patch_dim: dim,
+        grid_thw: vec![[2, 2, 2], [1, 2, 2]],
+    };
+    let ids = [1, 886, video, video, 887, 5, 886, image, 887, 2];
+    let plain = PromptVision {
+        pixel_values: vec![0.5; 4 * dim],
+        patch_dim: dim,
+        grid_thw: vec![[1, 2, 2]],
+    };
+    let plain_ids = [886, image, 887];
+    let device = Default::default();
+    let (images, videos) = stack_vision_routed::<B>(
+        &[(&ids, &mixed), (&plain_ids, &plain)],
+        image,
+        video,
+        &device,
+    );
+    let (images, videos) = (images.unwrap(), videos.unwrap());
+    assert_eq!(videos.grid_thw, vec![[2, 2, 2]]);
+    assert_eq!(images.grid_thw, vec![[1, 2, 2], [1, 2, 2]]);
+    let rows = |t: &burn::tensor::Tensor<B, 2>| t.to_data().to_vec::<f32>().unwrap();
+    let v = rows(&videos.pixel_values);
+    assert_eq!(v.len(), 8 * dim);
+    assert_eq!(v[0], 0.0);
+    let i = rows(&images.pixel_values);
+    assert_eq!(i[0], (8 * dim) as f32, "the image rows follow the video's");
+    assert_eq!(&i[4 * dim..], &vec![0.5; 4 * dim][..]);
+
+    // image-only rows: the same tensor as `stack_vision`, no videos
+    let (only, none) = stack_vision_routed::<B>(&[(&plain_ids, &plain)], image, video, &device);
+    assert!(none.is_none());
+    let reference = stack_vision::<B>(&[&plain], &device).unwrap();
+    assert_eq!(
+        rows(&only.unwrap().pixel_values),
+        rows(&reference.pixel_values)
+    );
+}
