@@ -429,14 +429,26 @@ fn med_synth_fixed_option_order_keeps_letters_consistent() {
         let qtype = s.row.meta_str("question_type").unwrap().to_string();
         if qtype == "Modality Recognition" {
             let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
-            let ranks: Vec<_> = s.row.options.iter().map(rank).collect();
-            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{:?}", s.row.options);
-        } else {
-            letters_per_text
-                .entry((qtype, text))
-                .or_default()
-                .insert(answer);
+            let mut others: Vec<_> = s
+                .row
+                .options
+                .iter()
+                .filter(|o| **o != text)
+                .map(rank)
+                .collect();
+            assert!(
+                others.windows(2).all(|w| w[0] < w[1]),
+                "{:?}",
+                s.row.options
+            );
+            others.dedup();
+            assert_eq!(others.len(), 3, "{:?}", s.row.options);
         }
+        // The letter is a function of the question type and the answer.
+        letters_per_text
+            .entry((qtype, text))
+            .or_default()
+            .insert(answer);
         let t = shuffled.sample(i, 5);
         moved += usize::from(t.row.options != s.row.options);
     }

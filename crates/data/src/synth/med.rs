@@ -67,14 +67,22 @@ impl Default for MedSynthConfig {
 }
 
 /// Options in their fixed order (see [`MedSynthConfig::shuffle_options`]):
-/// the listed order, except modality options, which sort by
-/// [`Modality::ALL`].
-fn fixed_order(q: QuestionType, mut options: Vec<String>, correct: usize) -> (Vec<String>, String) {
+/// the listed order; for modality recognition the true modality takes slot
+/// `index in Modality::ALL mod 4` and the three distractors fill the other
+/// slots in [`Modality::ALL`] order, so the letter is a function of the
+/// modality, as for the other question types.
+fn fixed_order(q: QuestionType, options: Vec<String>, correct: usize) -> (Vec<String>, String) {
     let answer = options.get(correct).cloned().unwrap_or_default();
-    if q == QuestionType::ModalityRecognition {
-        let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
-        options.sort_by_key(rank);
-    }
+    let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
+    let options = if q == QuestionType::ModalityRecognition {
+        let mut others: Vec<String> = options.iter().filter(|o| **o != answer).cloned().collect();
+        others.sort_by_key(rank);
+        let slot = rank(&answer).unwrap_or(0) % options.len().max(1);
+        others.insert(slot.min(others.len()), answer.clone());
+        others
+    } else {
+        options
+    };
     let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
     let letter = crate::row::option_letter(pos)
         .map(String::from)
