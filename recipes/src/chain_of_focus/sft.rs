@@ -1,0 +1,188 @@
+//! Supervised fine-tuning of a VLM policy on (prompt, response) pairs:
+//! masked next-token NLL of the response tokens, AdamW with global-norm
+//! clipping, linear warmup then cosine decay to 10%. Responses may hold
+//! tokens the model does not produce (a tool's or the user's inserted turn):
+//! `loss_mask` leaves them out, as multi-turn RL does.
+//!
+//! The log-probs come from the policy's own scoring pass
+//! ([`Policy::token_logprobs`]), so SFT and RL see identical inputs
+//! (placeholder expansion, vision stacking, masks). Generic: any recipe with
+//! prompt ids, response ids and images can use it.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use vlrl::grpo::config::SamplingConfig;
+use vlrl::grpo::grads::clip_global_norm;
+use vlrl::grpo::policy::{Policy, SequenceBatch};
+
+/// One training pair.
+#[derive(Debug, Clone)]
+pub struct SftExample<E> {
+    pub prompt_ids: Vec<u32>,
+    pub response_ids: Vec<u32>,
+    /// True where the response token is trained; same length.
+    pub loss_mask: Vec<bool>,
+    /// The policy's extra inputs for the whole sequence.
+    pub extra: E,
+}
+
+/// Optimizer and schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SftConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f32,
+    pub grad_clip: f64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup_steps: 20,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+        }
+    }
+}
+
+impl SftConfig {
+    /// Warmup then cosine to 10% of `lr` at `steps`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SftStep {
+    pub step: usize,
+    pub loss: f64,
+    pub tokens: usize,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub seconds: f64,
+}
+
+/// The padded scoring batch of `examples` (prompts left-padded, responses
+/// right-padded) and the `[N, C]` 0/1 loss mask.
+pub fn sft_batch<B: AutodiffBackend, E: Clone>(
+    examples: &[SftExample<E>],
+    device: &B::Device,
+) -> (SequenceBatch<B, E>, Tensor<B, 2>, usize) {
+    let n = examples.len();
+    let p = examples
+        .iter()
+        .map(|e| e.prompt_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let c = examples
+        .iter()
+        .map(|e| e.response_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (mut pids, mut pmask) = (vec![0i64; n * p], vec![0f32; n * p]);
+    let (mut cids, mut cmask, mut lmask) =
+        (vec![0i64; n * c], vec![0f32; n * c], vec![0f32; n * c]);
+    let mut tokens = 0;
+    for (i, e) in examples.iter().enumerate() {
+        let off = p - e.prompt_ids.len();
+        for (j, &t) in e.prompt_ids.iter().enumerate() {
+            pids[i * p + off + j] = t as i64;
+            pmask[i * p + off + j] = 1.0;
+        }
+        for (j, &t) in e.response_ids.iter().enumerate() {
+            cids[i * c + j] = t as i64;
+            cmask[i * c + j] = 1.0;
+            if e.loss_mask.get(j).copied().unwrap_or(false) {
+                lmask[i * c + j] = 1.0;
+                tokens += 1;
+            }
+        }
+    }
+    let f = |v: Vec<f32>, w: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, w]), device);
+    let int =
+        |v: Vec<i64>, w: usize| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, w]), device);
+    let batch = SequenceBatch {
+        prompt_ids: int(pids, p),
+        prompt_mask: f(pmask, p),
+        completion_ids: int(cids, c),
+        completion_mask: f(cmask, c),
+        prompt_lens: examples.iter().map(|e| e.prompt_ids.len()).collect(),
+        completion_lens: examples.iter().map(|e| e.response_ids.len()).collect(),
+        extras: examples.iter().map(|e| e.extra.clone()).collect(),
+    };
+    (batch, f(lmask, c), tokens)
+}
+
+/// Trains `policy` for `cfg.steps` steps on batches from `next_batch(step)`;
+/// `on_step` sees every logged step (for metrics files and progress).
+pub fn train_sft<B: AutodiffBackend, P: Policy<B>>(
+    mut policy: P,
+    cfg: &SftConfig,
+    device: &B::Device,
+    mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
+    mut on_step: impl FnMut(&SftStep),
+) -> Result<(P, Vec<SftStep>)> {
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init::<B, P>();
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        ..SamplingConfig::default()
+    };
+    let mut history = Vec::with_capacity(cfg.steps);
+    for step in 0..cfg.steps {
+        let t = Instant::now();
+        let examples = next_batch(step)?;
+        if examples.is_empty() {
+            bail!("SFT step {step}: empty batch");
+        }
+        let (batch, mask, tokens) = sft_batch::<B, _>(&examples, device);
+        let logp = policy.token_logprobs(&batch, &sampling, false)?.logp;
+        let loss = -(logp * mask).sum() / tokens.max(1) as f64;
+        let value: f64 = loss.clone().into_scalar().elem();
+        let grads = loss.backward();
+        let mut grads = GradientsParams::from_grads(grads, &policy);
+        let grad_norm = clip_global_norm::<B, P>(&policy, &mut grads, Some(cfg.grad_clip))?;
+        let lr = cfg.lr_at(step);
+        if value.is_finite() && grad_norm.is_finite() {
+            policy = optim.step(lr, policy, grads);
+        } else {
+            tracing::warn!(
+                step,
+                value,
+                grad_norm,
+                "SFT: non-finite loss, update skipped"
+            );
+        }
+        let s = SftStep {
+            step: step + 1,
+            loss: value,
+            tokens,
+            lr,
+            grad_norm,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        on_step(&s);
+        history.push(s);
+    }
+    Ok((policy, history))
+}
