@@ -509,7 +509,11 @@ impl AnswerSampler for ModelSampler<'_> {
                         .get(r.item)
                         .and_then(|rs| rs.get(r.round))
                         .context("request outside the schedule")?;
-                    self.prompter.prompt(&self.questions[r.item], indices)
+                    let question = self
+                        .questions
+                        .get(r.item)
+                        .context("request for an unknown question")?;
+                    self.prompter.prompt(question, indices)
                 })
                 .collect::<Result<Vec<_>>>()?;
             for s in 0..samples {
@@ -538,8 +542,9 @@ impl AnswerSampler for ModelSampler<'_> {
                         r.nframes
                     );
                 }
-                for (k, text) in texts.into_iter().enumerate() {
-                    out[c * self.batch_size.max(1) + k].push(text);
+                let first = c * self.batch_size.max(1);
+                for (slot, text) in out.iter_mut().skip(first).zip(texts) {
+                    slot.push(text);
                 }
             }
         }
@@ -852,7 +857,7 @@ fn write_report(
         }
     }
     md.push_str(
-        "\n## The paper (Qwen2.5-VL-7B, 6K training samples, 32 → 64/128 frames)\n\n\
+        "\n## The paper (Qwen2.5-VL-7B, TTS 32 → 64/128 frames, 5 answers, all agree)\n\n\
          Video-RTS reports +2.4% average accuracy over prior video reasoning models \
          trained with 3.6% of their samples, +4.2% on Video-Holmes and +2.6% on MMVU, \
          while TTS uses fewer frames on average than fixed dense sampling.\n",

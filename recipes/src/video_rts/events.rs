@@ -198,7 +198,11 @@ impl VideoEvents {
     /// Clip `index` of `seed`: a pure function of both.
     pub fn clip(&self, index: u64, seed: u64) -> EventClip {
         let c = &self.config;
-        let task = c.tasks[(index % c.tasks.len() as u64) as usize];
+        let task = c
+            .tasks
+            .get((index % c.tasks.len().max(1) as u64) as usize)
+            .copied()
+            .unwrap_or(EventTask::Order);
         let mut rng = TrainRng::derive(seed, index.wrapping_add(0x5EED_0000_0000));
         let n = c.num_frames;
         let side = c.frame_size as f32;
@@ -254,7 +258,7 @@ impl VideoEvents {
                 let objects = (0..count)
                     .map(|k| {
                         let len = 2 + rng.below(5) as u32;
-                        let start = rng.below((n - len) as usize + 1) as u32;
+                        let start = rng.below(n.saturating_sub(len) as usize + 1) as u32;
                         object(&mut rng, colours[k], (start, start + len))
                     })
                     .collect();
