@@ -573,6 +573,9 @@ pub struct StrategyResult {
     pub frames_histogram: BTreeMap<usize, usize>,
     /// `group → (correct, total)`.
     pub by_group: BTreeMap<String, (usize, usize)>,
+    /// How often each (normalized) answer was the decision: a model that
+    /// cannot see the answer shows up as one dominant letter.
+    pub answer_counts: BTreeMap<String, usize>,
 }
 
 /// Scores the decisions of a strategy.
@@ -601,6 +604,7 @@ pub fn summarize(
         r.avg_samples += d.samples_drawn as f64;
         r.early_stop_rate += f64::from(u8::from(d.agreed));
         *r.frames_histogram.entry(d.nframes).or_default() += 1;
+        *r.answer_counts.entry(d.majority.clone()).or_default() += 1;
         let cell = r.by_group.entry(q.group.clone()).or_default();
         cell.0 += usize::from(ok);
         cell.1 += 1;
@@ -812,11 +816,17 @@ fn write_report(
         100.0 * config.tts.agreement,
     );
     md.push_str("## Accuracy and frames (the paper's trade-off)\n\n");
-    md.push_str("| model | strategy | accuracy (%) | avg frames | frames processed | answers / question | stopped early (%) | format |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| model | strategy | accuracy (%) | avg frames | frames processed | answers / question | stopped early (%) | format | top answer |\n|---|---|---|---|---|---|---|---|---|\n");
     for (model, results) in [("base", base), ("GRPO (vlrl)", rl)] {
         for r in results {
+            let top = r
+                .answer_counts
+                .iter()
+                .max_by_key(|(_, &c)| c)
+                .map(|(a, &c)| format!("{a} ({:.0}%)", 100.0 * c as f64 / r.n.max(1) as f64))
+                .unwrap_or_default();
             md.push_str(&format!(
-                "| {model} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} |\n",
+                "| {model} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {top} |\n",
                 r.strategy,
                 100.0 * r.accuracy,
                 r.avg_frames,

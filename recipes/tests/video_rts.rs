@@ -96,6 +96,13 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         assert!(at_start(relaxed) >= at_start(tts), "{relaxed} vs {tts}");
         for s in strategies {
             assert_eq!(s["n"], 6);
+            let answers: u64 = s["answer_counts"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum();
+            assert_eq!(answers, 6, "{s}");
             let acc = s["accuracy"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&acc), "{s}");
         }
