@@ -30,12 +30,11 @@ use vlrl::grounding::{CoordSpace, FocusAction, FocusLoop};
 use vlrl::grpo::config::{GrpoConfig, KlPlacement};
 use vlrl::grpo::policy::{Completion, Prompt};
 use vlrl::grpo::trainer::{RewardFn, RewardOutput, RunOptions, Trainer};
-use vlrl::qwen::{GenerationConfig, Qwen2VL, SamplingParams};
+use vlrl::qwen::{Qwen2VL, SamplingParams};
 use vlrl::rewards::Registry;
 
 use crate::eval::ChoiceTarget;
 use crate::policy::{PromptVision, VlmPolicy};
-use crate::vl_prompt::VlPrompter;
 use crate::TrainBackend;
 use episode::{
     run_episodes, score_episode, EpisodeScore, FocusEnv, FocusExtra, FocusPolicy, FocusState,
@@ -178,19 +177,10 @@ pub struct ChainOfFocusArgs {
 
 impl ChainOfFocusArgs {
     pub fn resolve(&self) -> Result<ChainOfFocusConfig> {
-        let default_path = PathBuf::from("recipes/configs/chain-of-focus.toml");
-        let path = self
-            .config
-            .clone()
-            .or_else(|| default_path.exists().then_some(default_path));
-        let mut c: ChainOfFocusConfig = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-            }
-            None => ChainOfFocusConfig::default(),
-        };
+        let mut c: ChainOfFocusConfig = crate::single_turn::load_config(
+            self.config.as_deref(),
+            "recipes/configs/chain-of-focus.toml",
+        )?;
         macro_rules! set {
             ($field:expr, $value:expr) => {
                 if let Some(v) = $value.clone() {
@@ -589,27 +579,15 @@ fn cached_eval(
 /// The episode environment of a config: the model directory's tokenizer,
 /// chat template and processor, its stop and pad tokens.
 pub fn make_env(config: &ChainOfFocusConfig) -> Result<Arc<FocusEnv>> {
-    let prompter = VlPrompter::from_dir(&config.model)?;
-    let gen_path = config.model.join("generation_config.json");
-    let gen_cfg = if gen_path.exists() {
-        GenerationConfig::from_file(&gen_path)?
-    } else {
-        GenerationConfig::default()
-    };
-    let mut stop = gen_cfg.eos_token_ids();
-    stop.extend(prompter.tokenizer.token_id("<|im_end|>"));
-    let pad = gen_cfg
-        .pad_token_id
-        .or_else(|| prompter.tokenizer.token_id("<|endoftext|>"))
-        .unwrap_or(0);
+    let ckpt = crate::single_turn::Checkpoint::open(&config.model)?;
     Ok(Arc::new(FocusEnv::new(
-        prompter,
+        ckpt.prompter,
         config.view_pixels,
         config.crop_pixels,
         config.max_turns,
         config.box_space,
-        stop,
-        pad,
+        ckpt.stop,
+        ckpt.pad,
     )?))
 }
 
@@ -633,22 +611,15 @@ pub fn run(args: ChainOfFocusArgs) -> Result<()> {
 
 /// [`run`] on a resolved config (the integration test calls this).
 pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusReport> {
-    if !config.model.join("config.json").exists() {
-        bail!(
-            "no model at {}: the bundled model is made by `recipes pretrain` \
-             (or pass --model <Hugging Face Qwen2-VL checkpoint directory>)",
-            config.model.display()
-        );
-    }
+    let started = Instant::now();
+    // Fails early, naming how to make the bundled model, when there is none.
+    let env = make_env(config)?;
+    let (stop, pad) = (env.stop_tokens.clone(), env.pad_id);
     let out = &config.out;
     std::fs::create_dir_all(out.join("plots"))
         .with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("config.resolved.toml"), toml::to_string(config)?)?;
-    let started = Instant::now();
     let device = burn::tensor::Device::<TrainBackend>::default();
-
-    let env = make_env(config)?;
-    let (stop, pad) = (env.stop_tokens.clone(), env.pad_id);
 
     // Held-out questions: every size, each asked with and without zoom.
     let test_seed = config.seed.wrapping_add(1_000_003);
