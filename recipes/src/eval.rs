@@ -187,13 +187,23 @@ pub fn evaluate_targets<B: Backend, T: EvalTarget>(
             &chunk.iter().map(|p| p.ids.clone()).collect::<Vec<_>>(),
             pad_id,
         );
-        let extras: Vec<&crate::policy::PromptVision> =
-            chunk.iter().map(|p| p.extra.as_ref()).collect();
+        // Patches go to the image or video tower by the placeholder they
+        // fill, so video prompts evaluate like image prompts.
+        let rows: Vec<(&[u32], &crate::policy::PromptVision)> = chunk
+            .iter()
+            .map(|p| (p.ids.as_slice(), p.extra.as_ref()))
+            .collect();
+        let (images, videos) = crate::policy::stack_vision_routed::<B>(
+            &rows,
+            t.image_token_id,
+            t.video_token_id,
+            &device,
+        );
         let batch = MultimodalBatch {
             input_ids,
             attention_mask,
-            images: crate::policy::stack_vision::<B>(&extras, &device),
-            videos: None,
+            images,
+            videos,
             second_per_grid_ts: None,
         };
         let out = model.generate(&batch, pad_id, &params)?;
