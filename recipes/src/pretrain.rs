@@ -778,31 +778,27 @@ impl<'a> Evaluator<'a> {
             .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
             .collect();
         let texts = self.complete(model, &samples)?;
-        {
-            for (s, text) in samples.iter().zip(texts) {
-                let ok = is_correct(&text, &s.row);
-                let well_formed = text.contains("<think>")
-                    && text.contains("</think>")
-                    && parse_answer(&text).is_some();
-                correct += usize::from(ok);
-                formatted += usize::from(well_formed);
-                let think = text.split("</think>").next().unwrap_or("");
-                let names = |key: &str, pattern: &dyn Fn(&str) -> String| {
-                    s.row
-                        .meta_str(key)
-                        .is_some_and(|v| think.contains(&pattern(v)))
-                };
-                modality_named +=
-                    usize::from(names("modality", &|m| format!("This is a {m} image")));
-                answer_text_named +=
-                    usize::from(names("answer_text", &|a| format!("It shows {a},")));
-                tracing::debug!(id = %s.row.id, ok, "{text}");
-                for (map, key) in [(&mut by_type, "question_type"), (&mut by_mod, "modality")] {
-                    let k = s.row.meta_str(key).unwrap_or("?").to_string();
-                    let e = map.entry(k).or_default();
-                    e.0 += usize::from(ok);
-                    e.1 += 1;
-                }
+        for (s, text) in samples.iter().zip(texts) {
+            let ok = is_correct(&text, &s.row);
+            let well_formed = text.contains("<think>")
+                && text.contains("</think>")
+                && parse_answer(&text).is_some();
+            correct += usize::from(ok);
+            formatted += usize::from(well_formed);
+            let think = text.split("</think>").next().unwrap_or("");
+            let names = |key: &str, pattern: &dyn Fn(&str) -> String| {
+                s.row
+                    .meta_str(key)
+                    .is_some_and(|v| think.contains(&pattern(v)))
+            };
+            modality_named += usize::from(names("modality", &|m| format!("This is a {m} image")));
+            answer_text_named += usize::from(names("answer_text", &|a| format!("It shows {a},")));
+            tracing::debug!(id = %s.row.id, ok, "{text}");
+            for (map, key) in [(&mut by_type, "question_type"), (&mut by_mod, "modality")] {
+                let k = s.row.meta_str(key).unwrap_or("?").to_string();
+                let e = map.entry(k).or_default();
+                e.0 += usize::from(ok);
+                e.1 += 1;
             }
         }
         let rate = |m: std::collections::BTreeMap<String, (usize, usize)>| {
