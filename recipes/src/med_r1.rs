@@ -249,6 +249,27 @@ fn to_prompt(
 
 type Prompts = Vec<Prompt<VisionExtra>>;
 
+/// The `--train-group` values the training data offers for `split`, for
+/// the error that names a group matching nothing.
+fn available_groups(split: Split, examples: &[Example]) -> String {
+    let groups: std::collections::BTreeSet<&str> = examples
+        .iter()
+        .map(|e| match split {
+            Split::CrossTask => e.task.as_str(),
+            _ => e.modality.as_str(),
+        })
+        .collect();
+    let kind = if split == Split::CrossTask {
+        "question types"
+    } else {
+        "modalities"
+    };
+    format!(
+        "the training data has these {kind}: {}",
+        groups.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Train / test prompts per the configured split.
 fn datasets(config: &MedR1Config, prompter: &VlPrompter) -> Result<(Prompts, Prompts)> {
     let (train, test) = match &config.data {
@@ -282,16 +303,18 @@ fn datasets(config: &MedR1Config, prompter: &VlPrompter) -> Result<(Prompts, Pro
             config.split
         );
     }
-    let train: Vec<_> = train
+    let train_examples = train;
+    let train: Vec<_> = train_examples
         .iter()
         .filter(|e| keep(e))
         .map(|e| to_prompt(config, prompter, e))
         .collect::<Result<_>>()?;
     if train.is_empty() {
         bail!(
-            "no training example matches the split {:?} / {:?}",
+            "no training example matches --split {:?} --train-group {:?}; {}",
             config.split,
-            config.train_group
+            config.train_group.as_deref().unwrap_or(""),
+            available_groups(config.split, &train_examples)
         );
     }
     let test = test

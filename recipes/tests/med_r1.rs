@@ -62,6 +62,26 @@ fn split_without_group_is_a_clear_error() {
 }
 
 #[test]
+fn unknown_group_lists_the_groups_there_are() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().unwrap();
+    let args = MedR1Args {
+        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+        out: Some(out.path().join("run")),
+        split: Some(recipes::med_r1::Split::CrossTask),
+        train_group: Some("Modality Recognition".into()),
+        train_size: Some(40),
+        test_size: Some(8),
+        ..Default::default()
+    };
+    let err = run(args).unwrap_err().to_string();
+    assert!(
+        err.contains("Modality Recognition") && err.contains("AI, DD, LG, MR, OBA"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_model_names_the_fix() {
     let out = tempfile::tempdir().unwrap();
     let args = MedR1Args {
