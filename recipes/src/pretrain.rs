@@ -270,7 +270,14 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             100.0 * r.lookup_accuracy,
             r.n
         );
-        for (k, v) in r.by_question_type.iter().chain(&r.by_modality) {
+        for ((k, v), (_, named)) in r.by_question_type.iter().zip(&r.answer_text_named_by_type) {
+            println!(
+                "  {k}: {:.1}% (answer text named {:.1}%)",
+                100.0 * v,
+                100.0 * named
+            );
+        }
+        for (k, v) in &r.by_modality {
             println!("  {k}: {:.1}%", 100.0 * v);
         }
         return Ok(());
@@ -673,6 +680,9 @@ pub struct EvalResult {
     /// Greedy accuracy on text-only option-lookup drills (`n / 4` of them).
     pub lookup_accuracy: f64,
     pub by_question_type: Vec<(String, f64)>,
+    /// [`Self::answer_text_named`] per question type: perception apart from
+    /// the letter (the bundled model names lesions at about chance).
+    pub answer_text_named_by_type: Vec<(String, f64)>,
     pub by_modality: Vec<(String, f64)>,
 }
 
@@ -774,6 +784,8 @@ impl<'a> Evaluator<'a> {
         let mut answer_text_named = 0usize;
         let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
         let mut by_mod: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        let mut named_by_type: std::collections::BTreeMap<String, (usize, usize)> =
+            Default::default();
         let samples: Vec<_> = (0..n as u64)
             .map(|i| self.mix.med_sample(i, self.cfg.eval_seed))
             .collect();
@@ -792,7 +804,13 @@ impl<'a> Evaluator<'a> {
                     .is_some_and(|v| think.contains(&pattern(v)))
             };
             modality_named += usize::from(names("modality", &|m| format!("This is a {m} image")));
-            answer_text_named += usize::from(names("answer_text", &|a| format!("It shows {a},")));
+            let text_named = names("answer_text", &|a| format!("It shows {a},"));
+            answer_text_named += usize::from(text_named);
+            let e = named_by_type
+                .entry(s.row.meta_str("question_type").unwrap_or("?").to_string())
+                .or_default();
+            e.0 += usize::from(text_named);
+            e.1 += 1;
             tracing::debug!(id = %s.row.id, ok, "{text}");
             for (map, key) in [(&mut by_type, "question_type"), (&mut by_mod, "modality")] {
                 let k = s.row.meta_str(key).unwrap_or("?").to_string();
@@ -814,6 +832,7 @@ impl<'a> Evaluator<'a> {
             answer_text_named: answer_text_named as f64 / n.max(1) as f64,
             lookup_accuracy: self.lookup_accuracy(model, n.div_ceil(4))?,
             by_question_type: rate(by_type),
+            answer_text_named_by_type: rate(named_by_type),
             by_modality: rate(by_mod),
         })
     }
