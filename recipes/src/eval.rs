@@ -204,7 +204,11 @@ pub fn evaluate_targets<B: Backend, T: EvalTarget>(
             attention_mask,
             images,
             videos,
-            second_per_grid_ts: None,
+            second_per_grid_ts: crate::policy::second_per_grid_ts(
+                &rows,
+                t.image_token_id,
+                t.video_token_id,
+            ),
         };
         let out = model.generate(&batch, pad_id, &params)?;
         for (prompt, tokens) in chunk.iter().zip(out.tokens) {

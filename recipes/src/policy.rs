@@ -23,6 +23,11 @@ pub struct PromptVision {
     pub pixel_values: Vec<f32>,
     pub patch_dim: usize,
     pub grid_thw: Vec<[usize; 3]>,
+    /// Seconds per temporal patch of each *video* grid, in order: Qwen2.5-VL's
+    /// `second_per_grid_ts` (`temporal_patch_size / sample_fps` in the HF
+    /// processor), which spaces the temporal rotary ids by real time. Empty:
+    /// the HF default of 1 s (what fps = 2 gives). Qwen2-VL ignores it.
+    pub second_per_grid_t: Vec<f32>,
 }
 
 impl PromptVision {
@@ -128,6 +133,29 @@ pub fn stack_vision_routed<B: Backend>(
     (stack(&images), stack(&videos))
 }
 
+/// The batch's `second_per_grid_ts`, one entry per video in the order
+/// [`stack_vision_routed`] stacks the videos; a video whose prompt gave no
+/// value gets the HF default of 1 s. `None` when no prompt gave one (the
+/// model's default for every video, exactly as before).
+pub fn second_per_grid_ts(
+    rows: &[(&[u32], &PromptVision)],
+    image_token: u32,
+    video_token: u32,
+) -> Option<Vec<f32>> {
+    if rows.iter().all(|(_, e)| e.second_per_grid_t.is_empty()) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (ids, extra) in rows {
+        let Some(kinds) = video_grids(ids, extra.grid_thw.len(), image_token, video_token) else {
+            continue;
+        };
+        let videos = kinds.iter().filter(|&&is_video| is_video).count();
+        out.extend((0..videos).map(|i| extra.second_per_grid_t.get(i).copied().unwrap_or(1.0)));
+    }
+    Some(out)
+}
+
 fn policy_err(e: impl std::fmt::Display) -> GrpoError {
     GrpoError::Policy(e.to_string())
 }
@@ -169,6 +197,12 @@ impl<B: Backend> VlmPolicy<B> {
         let t = self.model.tokens();
         stack_vision_routed::<M>(rows, t.image_token_id, t.video_token_id, device)
     }
+
+    /// [`second_per_grid_ts`] with this model's placeholder tokens.
+    fn seconds(&self, rows: &[(&[u32], &PromptVision)]) -> Option<Vec<f32>> {
+        let t = self.model.tokens();
+        second_per_grid_ts(rows, t.image_token_id, t.video_token_id)
+    }
 }
 
 impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
@@ -186,16 +220,14 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         let device = model.language_model.embed_tokens.weight.device();
         let mut out = Vec::with_capacity(prompts.len());
         for prompt in prompts {
-            let (images, videos) = self.stack_routed::<B::InnerBackend>(
-                &vec![(prompt.ids.as_slice(), prompt.extra.as_ref()); group_size],
-                &device,
-            );
+            let rows = vec![(prompt.ids.as_slice(), prompt.extra.as_ref()); group_size];
+            let (images, videos) = self.stack_routed::<B::InnerBackend>(&rows, &device);
             let batch = MultimodalBatch {
                 input_ids: vec![prompt.ids.clone(); group_size],
                 attention_mask: vec![vec![1; prompt.ids.len()]; group_size],
                 images,
                 videos,
-                second_per_grid_ts: None,
+                second_per_grid_ts: self.seconds(&rows),
             };
             let params = SamplingParams {
                 max_new_tokens: sampling.max_new_tokens,
@@ -295,12 +327,13 @@ impl<B: Backend> VlmPolicy<B> {
             .zip(batch.extras.iter().map(|e| e.as_ref()))
             .collect();
         let (images, videos) = self.stack_routed::<M>(&rows, &Default::default());
+        let second_per_grid_ts = self.seconds(&rows);
         MultimodalBatch {
             input_ids,
             attention_mask,
             images,
             videos,
-            second_per_grid_ts: None,
+            second_per_grid_ts,
         }
     }
 

@@ -33,7 +33,7 @@ use vlrl::video::{open_video, sparse_to_dense, Densify, OpenOptions, ScheduleCon
 use vlrl::vision::ProcessorConfig;
 
 use crate::eval::ChoiceTarget;
-use crate::policy::{stack_vision_routed, PromptVision, VisionExtra};
+use crate::policy::{second_per_grid_ts, stack_vision_routed, PromptVision, VisionExtra};
 use crate::single_turn::{train_stage, Checkpoint, EvalBackend, StageOptions};
 use events::{EventsConfig, Scene, VideoEvents};
 use tts::{AnswerSampler, Decision, Request, StopRule};
@@ -292,6 +292,13 @@ impl ClipSource {
         }
     }
 
+    /// The rate of `n` frames spread over the whole clip, as qwen-vl-utils
+    /// reports it to the processor (`nframes / total_frames * video_fps`):
+    /// Qwen2.5-VL spaces the frames' temporal ids by it.
+    fn sample_fps(&self, n: usize) -> f64 {
+        n as f64 / self.frame_count().max(1) as f64 * self.fps()
+    }
+
     /// Decoded RGB frames at `indices`.
     pub fn frames(&self, indices: &[usize]) -> Result<Vec<RgbImage>> {
         match self {
@@ -429,10 +436,12 @@ impl<'a> VideoPrompter<'a> {
 
     pub fn prompt(&self, q: &Question, indices: &[usize]) -> Result<Prompt<VisionExtra>> {
         let frames = q.clip.frames(indices)?;
-        let (ids, extra) = self
-            .ckpt
-            .prompter
-            .build_video(&frames, &q.text, &self.processor)?;
+        let (ids, extra) = self.ckpt.prompter.build_video(
+            &frames,
+            &q.text,
+            &self.processor,
+            Some(q.clip.sample_fps(indices.len())),
+        )?;
         Ok(Prompt {
             ids,
             extra,
@@ -466,7 +475,7 @@ fn generate_texts(
         attention_mask,
         images,
         videos,
-        second_per_grid_ts: None,
+        second_per_grid_ts: second_per_grid_ts(&rows, t.image_token_id, t.video_token_id),
     };
     let out = model.generate(&batch, ckpt.pad, params)?;
     out.tokens

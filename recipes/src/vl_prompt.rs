@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use serde_json::{json, Value};
 use vlrl::qwen::{expand_vision_placeholders, QwenTokenizer};
@@ -59,6 +59,7 @@ impl VlPrompter {
                 pixel_values: patches.data,
                 patch_dim: patches.patch_dim,
                 grid_thw: patches.grid_thw,
+                second_per_grid_t: Vec::new(),
             }
         };
         let expanded = expand_vision_placeholders(
@@ -75,12 +76,23 @@ impl VlPrompter {
     /// become temporal patches through `processor` (the video processor's
     /// pixel bounds may differ from the image processor's) and the
     /// `<|video_pad|>` placeholder is expanded to one token per merged patch.
+    /// `sample_fps` is the rate of the sampled frames (the HF processor's
+    /// `fps`; `None` = its default of 2): Qwen2.5-VL reads it as
+    /// `second_per_grid_ts = temporal_patch_size / sample_fps`.
     pub fn build_video(
         &self,
         frames: &[RgbImage],
         text: &str,
         processor: &ProcessorConfig,
+        sample_fps: Option<f64>,
     ) -> Result<(Vec<u32>, Arc<PromptVision>)> {
+        let second_per_grid_t = match sample_fps {
+            None => Vec::new(),
+            Some(fps) if fps.is_finite() && fps > 0.0 => {
+                vec![(processor.temporal_patch_size as f64 / fps) as f32]
+            }
+            Some(fps) => bail!("video sample fps must be finite and positive, got {fps}"),
+        };
         let content = vec![
             json!({"type": "video"}),
             json!({"type": "text", "text": text}),
@@ -92,6 +104,7 @@ impl VlPrompter {
             pixel_values: patches.data,
             patch_dim: patches.patch_dim,
             grid_thw: patches.grid_thw,
+            second_per_grid_t,
         };
         let expanded =
             expand_vision_placeholders(&rendered, &[], &vision.grid_thw, processor.merge_size)?;

@@ -58,6 +58,7 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
                 pixel_values,
                 patch_dim: 1176,
                 grid_thw: images.iter().map(|(_, g)| *g).collect(),
+                second_per_grid_t: Vec::new(),
             }),
             source: "test".into(),
             target: String::new(),

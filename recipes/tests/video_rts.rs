@@ -167,6 +167,48 @@ fn tts_stopping_rule_on_the_model_and_the_data_path() {
 
 /// Patches go to images or videos by the placeholder run they fill, in
 /// order; prompts without video placeholders stack exactly as before.
+/// Qwen2.5-VL's `second_per_grid_ts` follows the videos in stacking order;
+/// a video without a value gets HF's default of 1 s, and batches where no
+/// prompt gives one keep the model default (`None`).
+#[test]
+fn seconds_per_grid_follow_the_videos() {
+    use recipes::policy::{second_per_grid_ts, PromptVision};
+    let (image, video) = (889u32, 890u32);
+    let clip = |seconds: Vec<f32>| PromptVision {
+        pixel_values: vec![0.0; 8],
+        patch_dim: 1,
+        grid_thw: vec![[2, 2, 2]],
+        second_per_grid_t: seconds,
+    };
+    let picture = PromptVision {
+        pixel_values: vec![0.0; 4],
+        patch_dim: 1,
+        grid_thw: vec![[1, 2, 2]],
+        second_per_grid_t: Vec::new(),
+    };
+    let video_ids = [886, video, video, 887];
+    let image_ids = [886, image, 887];
+    let (sparse, dense, unknown) = (clip(vec![2.0]), clip(vec![0.5]), clip(Vec::new()));
+    let rows: [(&[u32], &PromptVision); 4] = [
+        (&video_ids, &sparse),
+        (&image_ids, &picture),
+        (&video_ids, &unknown),
+        (&video_ids, &dense),
+    ];
+    assert_eq!(
+        second_per_grid_ts(&rows, image, video),
+        Some(vec![2.0, 1.0, 0.5])
+    );
+    assert_eq!(
+        second_per_grid_ts(
+            &[(&video_ids, &unknown), (&image_ids, &picture)],
+            image,
+            video
+        ),
+        None
+    );
+}
+
 #[test]
 fn vision_patches_are_routed_by_placeholder_kind() {
     use recipes::policy::{stack_vision, stack_vision_routed, PromptVision};
@@ -179,12 +221,14 @@ fn vision_patches_are_routed_by_placeholder_kind() {
         pixel_values: (0..12 * dim).map(|v| v as f32).collect(),
         patch_dim: dim,
         grid_thw: vec![[2, 2, 2], [1, 2, 2]],
+        second_per_grid_t: Vec::new(),
     };
     let ids = [1, 886, video, video, 887, 5, 886, image, 887, 2];
     let plain = PromptVision {
         pixel_values: vec![0.5; 4 * dim],
         patch_dim: dim,
         grid_thw: vec![[1, 2, 2]],
+        second_per_grid_t: Vec::new(),
     };
     let plain_ids = [886, image, 887];
     let device = Default::default();
@@ -213,4 +257,30 @@ fn vision_patches_are_routed_by_placeholder_kind() {
         rows(&only.unwrap().pixel_values),
         rows(&reference.pixel_values)
     );
+}
+
+/// `build_video` records `temporal_patch_size / sample_fps` as the HF
+/// processor does, so sparse and dense samplings of one clip get temporal
+/// ids spaced by real time on Qwen2.5-VL; a bad rate is an error.
+#[test]
+fn video_prompts_carry_seconds_per_temporal_patch() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let prompter = recipes::vl_prompt::VlPrompter::from_dir(&root.join("assets/med-tiny")).unwrap();
+    let frames = vec![image::RgbImage::new(56, 56); 4];
+    let processor = prompter.processor.clone();
+    let (_, sparse) = prompter
+        .build_video(&frames, "What changes?", &processor, Some(1.0))
+        .unwrap();
+    assert_eq!(
+        sparse.second_per_grid_t,
+        vec![processor.temporal_patch_size as f32 / 1.0]
+    );
+    let (_, default) = prompter
+        .build_video(&frames, "What changes?", &processor, None)
+        .unwrap();
+    assert!(default.second_per_grid_t.is_empty());
+    let err = prompter
+        .build_video(&frames, "What changes?", &processor, Some(0.0))
+        .unwrap_err();
+    assert!(err.to_string().contains("fps"), "{err}");
 }

@@ -147,6 +147,7 @@ impl FocusEnv {
                 pixel_values: patches.data,
                 patch_dim: patches.patch_dim,
                 grid_thw: patches.grid_thw,
+                second_per_grid_t: Vec::new(),
             },
         ))
     }
