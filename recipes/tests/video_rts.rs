@@ -284,3 +284,31 @@ fn video_prompts_carry_seconds_per_temporal_patch() {
         .unwrap_err();
     assert!(err.to_string().contains("fps"), "{err}");
 }
+
+/// The whole recipe (rollouts, update, greedy and TTS evaluation) on a
+/// Qwen2.5-VL checkpoint, whose video rotary ids read `second_per_grid_ts`:
+/// the per-video seconds must line up with the stacked videos everywhere.
+#[test]
+fn video_rts_runs_on_qwen2_5_vl() {
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("video-rts.toml");
+    std::fs::write(
+        &config,
+        toy_config_text().replace("max_new_tokens = 24", "max_new_tokens = 6"),
+    )
+    .unwrap();
+    let run_dir = out.path().join("run");
+    let args = VideoRtsArgs {
+        config: Some(config),
+        model: Some(root().join("tests/fixtures/models/qwen2_5-vl-tiny")),
+        out: Some(run_dir.clone()),
+        steps: Some(1),
+        train_size: Some(4),
+        test_size: Some(3),
+        ..Default::default()
+    };
+    run(args).unwrap();
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    assert!(run_dir.join("eval.md").exists());
+}
