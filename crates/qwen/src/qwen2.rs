@@ -159,8 +159,14 @@ impl<B: Backend> Attention<B> {
                 value: v.clone(),
             });
         }
+        let n_rep = nh / nkv;
+        if n_rep > 1 {
+            let out = grouped_query_attention(q, k, v, mask.mask.as_ref(), n_rep);
+            return self
+                .o_proj
+                .forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]));
+        }
         let k_len = k.dims()[2];
-        let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
         let out = match &mask.mask {
             Some(m) => attention(
                 q,
@@ -204,15 +210,48 @@ fn scaled_attention<B: Backend>(
     softmax(scores, 3).matmul(v)
 }
 
-/// GQA: each of the `kv_heads` serves `n_rep` query heads.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, nkv, s, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, nkv, n_rep, s, hd])
-        .reshape([b, nkv * n_rep, s, hd])
+/// Grouped-query attention without repeating K and V: the `n_rep` query
+/// heads that share a kv head (heads `g·n_rep .. (g+1)·n_rep`, HF's
+/// `repeat_kv` layout) are stacked along the query axis, so the scores are
+/// `[b, kv_heads, n_rep·s, k_len]` against the cache as it is. Expanding K
+/// and V instead copied the whole cache per layer per decode step through
+/// burn-flex's strided path (about a fifth of a GRPO step, docs/benchmarks.md).
+///
+/// `q`: `[b, heads, s, hd]`; `k`, `v`: `[b, kv_heads, k_len, hd]`; `mask`:
+/// `[b, 1, s, k_len]` (`true` = masked) or `None` for plain causal attention
+/// without cache. Returns `[b, heads, s, hd]`.
+fn grouped_query_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+    n_rep: usize,
+) -> Tensor<B, 4> {
+    let [b, nh, s, hd] = q.dims();
+    let nkv = nh / n_rep;
+    let k_len = k.dims()[2];
+    let q = q.reshape([b, nkv, n_rep * s, hd]);
+    let out = if s == 1 && mask.is_none() {
+        scaled_attention(q, k, v, None)
+    } else {
+        // Query row `r·s + i` of a group is token `i` of its r-th head.
+        let rows = match mask {
+            Some(m) => Tensor::cat(vec![m.clone(); n_rep], 2),
+            None => causal_rows::<B>(s, n_rep, &q.device()),
+        };
+        let mask = rows.expand([b, nkv, n_rep * s, k_len]);
+        attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
+    };
+    out.reshape([b, nh, s, hd])
+}
+
+/// The causal mask of `s` tokens repeated for `n_rep` stacked heads:
+/// `[1, 1, n_rep·s, s]`, `true` above the diagonal of each block.
+fn causal_rows<B: Backend>(s: usize, n_rep: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let data: Vec<bool> = (0..n_rep * s)
+        .flat_map(|row| (0..s).map(move |key| key > row % s))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [1, 1, n_rep * s, s]), device)
 }
 
 #[derive(Module, Debug)]
