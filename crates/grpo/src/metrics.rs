@@ -176,9 +176,40 @@ pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
         .collect()
 }
 
-/// Draws one curve as an RGB PNG (no text: plotters' font stack stays out of
-/// the build; the file name says what is plotted). Returns false when there
-/// is nothing to draw.
+/// The plots' only font: DejaVu Sans cut to printable ASCII (26 KB, licence
+/// in `assets/DejaVuSans-LICENSE.txt`), so labels need no system fonts.
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
+const FONT_NAME: &str = "vlrl-sans";
+
+fn register_font() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT_NAME, plotters::style::FontStyle::Normal, FONT).is_ok()
+    })
+}
+
+/// Trailing moving average over `window` points (the first points average
+/// what they have), the trend line of a noisy RL curve.
+fn moving_average(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    let mut sum = 0.0;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y))| {
+            sum += y;
+            if i >= window {
+                sum -= points[i - window].1;
+            }
+            (x, sum / (i + 1).min(window) as f64)
+        })
+        .collect()
+}
+
+/// Draws one curve as an RGB PNG: the title is the file's stem (`reward`,
+/// `accuracy`, ...), x is the step, the raw values are drawn light and, with
+/// 40 points or more, a moving average over a twentieth of them dark.
+/// Returns false when there is nothing to draw.
 pub fn plot_series(path: &Path, values: &[(f64, f64)], width: u32, height: u32) -> Result<bool> {
     use plotters::prelude::*;
     let pts: Vec<(f64, f64)> = values
@@ -186,7 +217,7 @@ pub fn plot_series(path: &Path, values: &[(f64, f64)], width: u32, height: u32) 
         .copied()
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
-    if pts.is_empty() || width < 16 || height < 16 {
+    if pts.is_empty() || width < 64 || height < 64 {
         return Ok(false);
     }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -199,26 +230,51 @@ pub fn plot_series(path: &Path, values: &[(f64, f64)], width: u32, height: u32) 
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
-    if y1 <= y0 {
-        y1 = y0 + 1.0;
-    }
+    let pad = if y1 > y0 { 0.05 * (y1 - y0) } else { 0.5 };
+    let (y0, y1) = (y0 - pad, y1 + pad);
     let plot_err = |e: String| GrpoError::Serialize {
         what: path.display().to_string(),
         reason: e,
     };
+    let title = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace('_', " "))
+        .unwrap_or_default();
+    let text = register_font();
     let mut buf = vec![0u8; (width * height * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(e.to_string()))?;
-        let area = root.margin(10, 10, 10, 10);
-        let mut chart = ChartBuilder::on(&area)
+        let area = root.margin(8, 8, 8, 14);
+        let mut builder = ChartBuilder::on(&area);
+        if text {
+            builder
+                .caption(&title, (FONT_NAME, 18))
+                .x_label_area_size(32)
+                .y_label_area_size(52);
+        }
+        let mut chart = builder
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| plot_err(e.to_string()))?;
-        // Frame and a zero line, when zero is in range.
-        chart
-            .plotting_area()
-            .draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.stroke_width(1)))
-            .map_err(|e| plot_err(e.to_string()))?;
+        if text {
+            chart
+                .configure_mesh()
+                .light_line_style(RGBColor(235, 235, 235))
+                .x_desc("step")
+                .x_labels(6)
+                .y_labels(6)
+                .label_style((FONT_NAME, 12))
+                .axis_desc_style((FONT_NAME, 13))
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.3}"))
+                .draw()
+                .map_err(|e| plot_err(e.to_string()))?;
+        } else {
+            chart
+                .plotting_area()
+                .draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.stroke_width(1)))
+                .map_err(|e| plot_err(e.to_string()))?;
+        }
         if y0 < 0.0 && y1 > 0.0 {
             chart
                 .draw_series(LineSeries::new(
@@ -227,9 +283,22 @@ pub fn plot_series(path: &Path, values: &[(f64, f64)], width: u32, height: u32) 
                 ))
                 .map_err(|e| plot_err(e.to_string()))?;
         }
+        let window = pts.len() / 20;
+        let smooth = window >= 2;
+        let raw_color = if smooth {
+            RGBColor(160, 185, 230)
+        } else {
+            BLUE
+        };
+        let trend = smooth.then(|| moving_average(&pts, window));
         chart
-            .draw_series(LineSeries::new(pts, BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(pts, raw_color.stroke_width(1)))
             .map_err(|e| plot_err(e.to_string()))?;
+        if let Some(trend) = trend {
+            chart
+                .draw_series(LineSeries::new(trend, RGBColor(0, 40, 140).stroke_width(2)))
+                .map_err(|e| plot_err(e.to_string()))?;
+        }
         root.present().map_err(|e| plot_err(e.to_string()))?;
     }
     let img = image::RgbImage::from_raw(width, height, buf)
@@ -264,4 +333,47 @@ pub fn plot_metrics(metrics: &[StepMetrics], dir: &Path) -> Result<Vec<PathBuf>>
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_average_is_trailing_and_starts_on_what_it_has() {
+        let pts: Vec<(f64, f64)> = [1.0, 3.0, 5.0, 7.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| (i as f64, y))
+            .collect();
+        let avg = moving_average(&pts, 2);
+        assert_eq!(avg, vec![(0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]);
+        assert_eq!(moving_average(&pts, 0), pts);
+    }
+
+    /// The plot carries text (title, tick labels) and both curves: dark
+    /// pixels appear outside the line colours, and the file decodes.
+    #[test]
+    fn plots_are_labelled_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accuracy.png");
+        let pts: Vec<(f64, f64)> = (1..=60)
+            .map(|i| (i as f64, 0.3 + 0.1 * ((i as f64) / 7.0).sin()))
+            .collect();
+        assert!(plot_series(&path, &pts, 480, 320).unwrap());
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (480, 320));
+        // Text is drawn in black; the curves are blue.
+        let black = img
+            .pixels()
+            .filter(|p| p[0] < 60 && p[1] < 60 && p[2] < 60)
+            .count();
+        assert!(black > 200, "no text drawn ({black} black pixels)");
+        let trend = img
+            .pixels()
+            .filter(|p| p[0] < 30 && p[1] < 80 && p[2] > 110)
+            .count();
+        assert!(trend > 50, "no moving average drawn ({trend} pixels)");
+        assert!(!plot_series(&path, &[], 480, 320).unwrap());
+    }
 }
