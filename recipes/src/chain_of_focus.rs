@@ -141,25 +141,16 @@ impl Default for ChainOfFocusConfig {
 /// `recipes chain-of-focus` flags; each overrides the TOML config.
 #[derive(Args, Debug, Default)]
 pub struct ChainOfFocusArgs {
-    /// TOML config (defaults to recipes/configs/chain-of-focus.toml when present).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// `--resume` continues the SFT checkpoint, the RL checkpoints and the
+    /// cached evaluations in `--out`.
+    #[command(flatten)]
+    pub run: crate::single_turn::RunFlags,
     /// SFT steps (0 = skip the cold start).
     #[arg(long)]
     pub sft_steps: Option<usize>,
     /// RL steps (0 = skip RL).
     #[arg(long)]
     pub steps: Option<u64>,
-    #[arg(long)]
-    pub group_size: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
     #[arg(long)]
     pub train_size: Option<usize>,
     #[arg(long)]
@@ -169,17 +160,13 @@ pub struct ChainOfFocusArgs {
     pub sizes: Option<Vec<u32>>,
     #[arg(long)]
     pub max_turns: Option<u32>,
-    /// Continue the run in `--out` (SFT checkpoint, RL checkpoints, cached
-    /// evaluations).
-    #[arg(long)]
-    pub resume: bool,
 }
 
 impl ChainOfFocusArgs {
     pub fn resolve(&self) -> Result<ChainOfFocusConfig> {
-        let mut c: ChainOfFocusConfig = crate::single_turn::load_config(
-            self.config.as_deref(),
+        let mut c: ChainOfFocusConfig = self.run.load(
             "recipes/configs/chain-of-focus.toml",
+            |c: &mut ChainOfFocusConfig| (&mut c.model, &mut c.out, &mut c.seed),
         )?;
         macro_rules! set {
             ($field:expr, $value:expr) => {
@@ -188,32 +175,14 @@ impl ChainOfFocusArgs {
                 }
             };
         }
-        set!(c.model, self.model);
-        set!(c.out, self.out);
-        set!(c.seed, self.seed);
         set!(c.sft.steps, self.sft_steps);
         set!(c.grpo.total_steps, self.steps);
-        set!(c.grpo.group_size, self.group_size);
-        set!(c.grpo.optim.lr, self.lr);
         set!(c.train_size, self.train_size);
         set!(c.test_per_size, self.test_per_size);
         set!(c.sizes, self.sizes);
         set!(c.max_turns, self.max_turns);
-        c.grpo.seed = c.seed;
+        self.run.apply_grpo(&mut c.grpo, c.seed);
         c.grpo.sampling.max_new_tokens = c.turn_max_new_tokens;
-        // Keep the batch split valid when --group-size changes the rollout.
-        let rollout = c.grpo.rollout_size();
-        if c.grpo.mini_batch_size == 0 || !rollout.is_multiple_of(c.grpo.mini_batch_size) {
-            c.grpo.mini_batch_size = rollout;
-        }
-        if c.grpo.micro_batch_size == 0
-            || !c
-                .grpo
-                .mini_batch_size
-                .is_multiple_of(c.grpo.micro_batch_size)
-        {
-            c.grpo.micro_batch_size = c.grpo.mini_batch_size;
-        }
         if c.sizes.is_empty() {
             bail!("`sizes` is empty");
         }
@@ -606,7 +575,7 @@ pub struct FocusReport {
 /// RL eval, report.
 pub fn run(args: ChainOfFocusArgs) -> Result<()> {
     let config = args.resolve()?;
-    run_config(&config, args.resume).map(|_| ())
+    run_config(&config, args.run.resume).map(|_| ())
 }
 
 /// [`run`] on a resolved config (the integration test calls this).

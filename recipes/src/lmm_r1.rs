@@ -38,7 +38,7 @@ use crate::eval::{markdown_table, EvalResult, VerifiedTarget};
 use crate::policy::VisionExtra;
 use crate::pretrain::prompt_text;
 use crate::single_turn::{
-    load_config, train_stage, Checkpoint, StageOptions, StageOutcome, TrainModel,
+    train_stage, Checkpoint, RunFlags, StageOptions, StageOutcome, TrainModel,
 };
 use crate::vl_prompt::VlPrompter;
 
@@ -122,30 +122,17 @@ impl Default for LmmR1Config {
 /// `recipes lmm-r1` flags; each overrides the TOML config.
 #[derive(Args, Debug, Default)]
 pub struct LmmR1Args {
-    /// TOML config (defaults to recipes/configs/lmm-r1.toml when present).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Folder with `fre/data.jsonl` and `mgt/data.jsonl` (see docs/lmm-r1.md).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Steps of stage FRE.
     #[arg(long)]
     pub fre_steps: Option<u64>,
     /// Steps of stage MGT (and of the MGT-only baseline).
     #[arg(long)]
     pub mgt_steps: Option<u64>,
-    /// Group size G of both stages.
-    #[arg(long)]
-    pub group_size: Option<usize>,
-    /// Learning rate of both stages.
-    #[arg(long)]
-    pub lr: Option<f64>,
     #[arg(long)]
     pub text_train_size: Option<usize>,
     #[arg(long)]
@@ -167,15 +154,15 @@ pub struct LmmR1Args {
     /// Skip the MGT-only baseline.
     #[arg(long)]
     pub no_mgt_only: bool,
-    /// Continue the run in `--out`: each stage from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
 }
 
 impl LmmR1Args {
     pub fn resolve(&self) -> Result<LmmR1Config> {
-        let mut c: LmmR1Config =
-            load_config(self.config.as_deref(), "recipes/configs/lmm-r1.toml")?;
+        let mut c: LmmR1Config = self
+            .run
+            .load("recipes/configs/lmm-r1.toml", |c: &mut LmmR1Config| {
+                (&mut c.model, &mut c.out, &mut c.seed)
+            })?;
         macro_rules! set {
             ($field:ident) => {
                 if let Some(v) = self.$field.clone() {
@@ -183,9 +170,6 @@ impl LmmR1Args {
                 }
             };
         }
-        set!(model);
-        set!(out);
-        set!(seed);
         set!(text_train_size);
         set!(text_test_size);
         set!(mm_train_size);
@@ -207,13 +191,7 @@ impl LmmR1Args {
             c.mgt.total_steps = s;
         }
         for grpo in [&mut c.fre, &mut c.mgt] {
-            if let Some(g) = self.group_size {
-                grpo.group_size = g;
-            }
-            if let Some(lr) = self.lr {
-                grpo.optim.lr = lr;
-            }
-            grpo.seed = c.seed;
+            self.run.apply_grpo(grpo, c.seed);
         }
         for (name, share) in [
             ("agent_share", c.agent_share),
@@ -531,7 +509,7 @@ pub fn run(args: LmmR1Args) -> Result<()> {
     let stage = |dir: &str| StageOptions {
         out_dir: config.out.join(dir),
         checkpoint_every: config.checkpoint_every,
-        resume: args.resume,
+        resume: args.run.resume,
         format_weight: config.format_weight,
         accuracy_weight: config.accuracy_weight,
     };

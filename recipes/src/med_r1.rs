@@ -25,7 +25,7 @@ use vlrl::grpo::policy::Prompt;
 
 use crate::eval::{markdown_table, ChoiceTarget, EvalResult};
 use crate::policy::VisionExtra;
-use crate::single_turn::{load_config, train_stage, Checkpoint, StageOptions, TrainModel};
+use crate::single_turn::{train_stage, Checkpoint, RunFlags, StageOptions, TrainModel};
 use crate::vl_prompt::VlPrompter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
@@ -98,23 +98,13 @@ impl Default for MedR1Config {
 /// `recipes med-r1` flags; each overrides the TOML config.
 #[derive(Args, Debug, Default)]
 pub struct MedR1Args {
-    /// TOML config (defaults to recipes/configs/med-r1.toml when present).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// OmniMedVQA folder (instead of synthetic med-synth).
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
     pub steps: Option<u64>,
-    #[arg(long)]
-    pub group_size: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
     #[arg(long)]
     pub train_size: Option<usize>,
     #[arg(long)]
@@ -123,15 +113,15 @@ pub struct MedR1Args {
     pub split: Option<Split>,
     #[arg(long)]
     pub train_group: Option<String>,
-    /// Continue the run in `--out` from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
 }
 
 impl MedR1Args {
     pub fn resolve(&self) -> Result<MedR1Config> {
-        let mut c: MedR1Config =
-            load_config(self.config.as_deref(), "recipes/configs/med-r1.toml")?;
+        let mut c: MedR1Config = self
+            .run
+            .load("recipes/configs/med-r1.toml", |c: &mut MedR1Config| {
+                (&mut c.model, &mut c.out, &mut c.seed)
+            })?;
         macro_rules! set {
             ($field:ident, $value:expr) => {
                 if let Some(v) = $value.clone() {
@@ -139,9 +129,6 @@ impl MedR1Args {
                 }
             };
         }
-        set!(model, self.model);
-        set!(out, self.out);
-        set!(seed, self.seed);
         set!(train_size, self.train_size);
         set!(test_size, self.test_size);
         set!(split, self.split);
@@ -154,13 +141,7 @@ impl MedR1Args {
         if let Some(s) = self.steps {
             c.grpo.total_steps = s;
         }
-        if let Some(g) = self.group_size {
-            c.grpo.group_size = g;
-        }
-        if let Some(lr) = self.lr {
-            c.grpo.optim.lr = lr;
-        }
-        c.grpo.seed = c.seed;
+        self.run.apply_grpo(&mut c.grpo, c.seed);
         Ok(c)
     }
 }
@@ -355,7 +336,7 @@ pub fn run(args: MedR1Args) -> Result<()> {
     let stage = StageOptions {
         out_dir: config.out.clone(),
         checkpoint_every: config.checkpoint_every,
-        resume: args.resume,
+        resume: args.run.resume,
         format_weight: config.format_weight,
         accuracy_weight: config.accuracy_weight,
     };

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
 use serde::de::DeserializeOwned;
 use vlrl::grpo::config::{GrpoConfig, KlPlacement};
 use vlrl::grpo::metrics::StepMetrics;
@@ -43,6 +44,83 @@ pub fn load_config<T: DeserializeOwned + Default>(
             toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
         }
         None => Ok(T::default()),
+    }
+}
+
+/// The flags every RL recipe shares (`#[command(flatten)]` into each
+/// recipe's own); each overrides the recipe's TOML config.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunFlags {
+    /// TOML config (defaults to recipes/configs/<recipe>.toml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Checkpoint directory to start from (Hugging Face layout).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Run directory: resolved config, metrics, plots, checkpoints, tables.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Completions per prompt (G), every GRPO stage.
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// Learning rate, every GRPO stage.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+impl RunFlags {
+    /// The recipe's config ([`load_config`]) with `--model`, `--out` and
+    /// `--seed` applied through `fields`, which lends the config's own.
+    pub fn load<T: DeserializeOwned + Default>(
+        &self,
+        default_path: &str,
+        fields: impl FnOnce(&mut T) -> (&mut PathBuf, &mut PathBuf, &mut u64),
+    ) -> Result<T> {
+        let mut config: T = load_config(self.config.as_deref(), default_path)?;
+        let (model, out, seed) = fields(&mut config);
+        if let Some(m) = &self.model {
+            model.clone_from(m);
+        }
+        if let Some(o) = &self.out {
+            out.clone_from(o);
+        }
+        if let Some(s) = self.seed {
+            *seed = s;
+        }
+        Ok(config)
+    }
+
+    /// `--group-size` and `--lr` onto one GRPO stage, and the run's seed;
+    /// the batch split is refitted ([`fit_batches`]) so a new group size
+    /// cannot fail validation after the base evaluation.
+    pub fn apply_grpo(&self, grpo: &mut GrpoConfig, seed: u64) {
+        if let Some(g) = self.group_size {
+            grpo.group_size = g;
+        }
+        if let Some(lr) = self.lr {
+            grpo.optim.lr = lr;
+        }
+        grpo.seed = seed;
+        fit_batches(grpo);
+    }
+}
+
+/// Keeps the mini-batch dividing the rollout and the micro-batch dividing
+/// the mini-batch, falling back to one batch where they do not (a config
+/// that divides is left as it is).
+pub fn fit_batches(grpo: &mut GrpoConfig) {
+    let rollout = grpo.rollout_size();
+    if rollout > 0 && (grpo.mini_batch_size == 0 || !rollout.is_multiple_of(grpo.mini_batch_size)) {
+        grpo.mini_batch_size = rollout;
+    }
+    let mini = grpo.mini_batch_size;
+    if grpo.micro_batch_size == 0 || !mini.is_multiple_of(grpo.micro_batch_size) {
+        grpo.micro_batch_size = mini;
     }
 }
 

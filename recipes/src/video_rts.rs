@@ -34,7 +34,7 @@ use vlrl::vision::ProcessorConfig;
 
 use crate::eval::ChoiceTarget;
 use crate::policy::{second_per_grid_ts, stack_vision_routed, PromptVision, VisionExtra};
-use crate::single_turn::{train_stage, Checkpoint, EvalBackend, StageOptions};
+use crate::single_turn::{train_stage, Checkpoint, EvalBackend, RunFlags, StageOptions};
 use events::{EventsConfig, Scene, VideoEvents};
 use tts::{AnswerSampler, Decision, Request, StopRule};
 
@@ -167,26 +167,15 @@ impl Default for VideoRtsConfig {
 /// `recipes video-rts` flags; each overrides the TOML config.
 #[derive(Args, Debug, Default)]
 pub struct VideoRtsArgs {
-    /// TOML config (defaults to recipes/configs/video-rts.toml when present).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// JSONL of video questions (`video` paths relative to its folder).
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
     pub steps: Option<u64>,
     #[arg(long)]
-    pub group_size: Option<usize>,
-    #[arg(long)]
     pub prompts_per_step: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
     #[arg(long)]
     pub train_size: Option<usize>,
     #[arg(long)]
@@ -206,26 +195,14 @@ pub struct VideoRtsArgs {
     /// (`data.jsonl` + frame folders, readable by `--data`) and exit.
     #[arg(long)]
     pub export_data: Option<PathBuf>,
-    /// Continue the run in `--out` from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
 }
 
 impl VideoRtsArgs {
     pub fn resolve(&self) -> Result<VideoRtsConfig> {
-        let default_path = PathBuf::from("recipes/configs/video-rts.toml");
-        let path = self
-            .config
-            .clone()
-            .or_else(|| default_path.exists().then_some(default_path));
-        let mut c = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-            }
-            None => VideoRtsConfig::default(),
-        };
+        let mut c: VideoRtsConfig = self.run.load(
+            "recipes/configs/video-rts.toml",
+            |c: &mut VideoRtsConfig| (&mut c.model, &mut c.out, &mut c.seed),
+        )?;
         macro_rules! set {
             ($($field:ident).+, $value:expr) => {
                 if let Some(v) = $value.clone() {
@@ -233,9 +210,6 @@ impl VideoRtsArgs {
                 }
             };
         }
-        set!(model, self.model);
-        set!(out, self.out);
-        set!(seed, self.seed);
         set!(train_size, self.train_size);
         set!(test_size, self.test_size);
         set!(train_frames, self.train_frames);
@@ -243,23 +217,12 @@ impl VideoRtsArgs {
         set!(tts.max, self.tts_max);
         set!(tts.samples, self.tts_samples);
         set!(grpo.total_steps, self.steps);
-        set!(grpo.group_size, self.group_size);
         set!(grpo.prompts_per_step, self.prompts_per_step);
-        set!(grpo.optim.lr, self.lr);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
-        c.grpo.seed = c.seed;
-        // Batch flags shrink the rollout: keep the (mini, micro) batches
-        // dividing it rather than failing after the base evaluation.
-        let rollout = c.grpo.prompts_per_step * c.grpo.group_size;
-        if rollout > 0 && (c.grpo.mini_batch_size == 0 || rollout % c.grpo.mini_batch_size != 0) {
-            c.grpo.mini_batch_size = rollout;
-        }
-        let mini = c.grpo.mini_batch_size;
-        if c.grpo.micro_batch_size == 0 || mini % c.grpo.micro_batch_size != 0 {
-            c.grpo.micro_batch_size = mini;
-        }
+        // After --prompts-per-step: the batch split is refitted to the rollout.
+        self.run.apply_grpo(&mut c.grpo, c.seed);
         c.grpo.validate()?;
         if c.tts.samples == 0 {
             bail!("tts.samples must be at least 1");
@@ -781,7 +744,7 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
     let stage = StageOptions {
         out_dir: config.out.clone(),
         checkpoint_every: config.checkpoint_every,
-        resume: args.resume,
+        resume: args.run.resume,
         format_weight: config.format_weight,
         accuracy_weight: config.accuracy_weight,
     };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use recipes::eval::{EvalTarget, VerifiedTarget};
 use recipes::lmm_r1::{run, LmmR1Args, LmmR1Report};
+use recipes::single_turn::RunFlags;
 use vlrl::data::synth::{write_dataset_dir, TextLogic, VisualMath, VisualMathConfig};
 use vlrl::data::TaskGenerator;
 use vlrl::rewards::{Registry, RewardContext};
@@ -37,9 +38,12 @@ fn tiny_config(dir: &Path) -> PathBuf {
 
 fn tiny_args(dir: &Path, out: &Path) -> LmmR1Args {
     LmmR1Args {
-        config: Some(tiny_config(dir)),
-        model: Some(root().join("tests/fixtures/models/qwen2-vl-tiny")),
-        out: Some(out.to_path_buf()),
+        run: RunFlags {
+            config: Some(tiny_config(dir)),
+            model: Some(root().join("tests/fixtures/models/qwen2-vl-tiny")),
+            out: Some(out.to_path_buf()),
+            ..Default::default()
+        },
         fre_steps: Some(2),
         mgt_steps: Some(2),
         text_train_size: Some(8),
@@ -130,7 +134,10 @@ fn both_stages_and_the_baseline_run_and_write_the_ablation_table() {
     // Resume: every stage is complete, so nothing trains again, and the
     // restored models give the same held-out results.
     let args = LmmR1Args {
-        resume: true,
+        run: RunFlags {
+            resume: true,
+            ..tiny_args(tmp.path(), &out).run
+        },
         ..tiny_args(tmp.path(), &out)
     };
     run(args).unwrap();

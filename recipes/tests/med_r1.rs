@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use recipes::med_r1::{run, MedR1Args};
+use recipes::single_turn::RunFlags;
 
 #[test]
 fn med_r1_runs_end_to_end_and_writes_its_report() {
@@ -22,9 +23,12 @@ fn med_r1_runs_end_to_end_and_writes_its_report() {
         .replace("micro_batch_size = 32", "micro_batch_size = 4");
     std::fs::write(&config, config_text).unwrap();
     let args = MedR1Args {
-        config: Some(config),
-        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-        out: Some(out.path().join("run")),
+        run: RunFlags {
+            config: Some(config),
+            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+            out: Some(out.path().join("run")),
+            ..Default::default()
+        },
         steps: Some(2),
         train_size: Some(16),
         test_size: Some(8),
@@ -50,8 +54,11 @@ fn split_without_group_is_a_clear_error() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().unwrap();
     let args = MedR1Args {
-        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-        out: Some(out.path().join("run")),
+        run: RunFlags {
+            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+            out: Some(out.path().join("run")),
+            ..Default::default()
+        },
         split: Some(recipes::med_r1::Split::CrossModality),
         train_size: Some(8),
         test_size: Some(8),
@@ -66,8 +73,11 @@ fn unknown_group_lists_the_groups_there_are() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().unwrap();
     let args = MedR1Args {
-        model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-        out: Some(out.path().join("run")),
+        run: RunFlags {
+            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+            out: Some(out.path().join("run")),
+            ..Default::default()
+        },
         split: Some(recipes::med_r1::Split::CrossTask),
         train_group: Some("Modality Recognition".into()),
         train_size: Some(40),
@@ -85,8 +95,11 @@ fn unknown_group_lists_the_groups_there_are() {
 fn missing_model_names_the_fix() {
     let out = tempfile::tempdir().unwrap();
     let args = MedR1Args {
-        model: Some(out.path().join("nope")),
-        out: Some(out.path().join("run")),
+        run: RunFlags {
+            model: Some(out.path().join("nope")),
+            out: Some(out.path().join("run")),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let err = run(args).unwrap_err().to_string();
@@ -111,14 +124,17 @@ fn grpo_raises_the_bundled_models_accuracy_on_its_training_questions() {
     .unwrap();
     let steps = 14;
     let args = MedR1Args {
-        config: Some(config),
-        model: Some(root.join("assets/med-tiny")),
-        out: Some(out.path().join("run")),
+        run: RunFlags {
+            config: Some(config),
+            model: Some(root.join("assets/med-tiny")),
+            out: Some(out.path().join("run")),
+            lr: Some(5e-4),
+            seed: Some(3),
+            ..Default::default()
+        },
         steps: Some(steps),
-        lr: Some(5e-4),
         train_size: Some(8),
         test_size: Some(8),
-        seed: Some(3),
         ..Default::default()
     };
     run(args).unwrap();
@@ -138,4 +154,26 @@ fn grpo_raises_the_bundled_models_accuracy_on_its_training_questions() {
         last >= first + 0.1,
         "sampled accuracy on the training questions: first 4 steps {first:.3}, last 4 {last:.3} ({accuracy:?})"
     );
+}
+
+/// `--group-size` that no longer divides the configured batches refits them
+/// instead of failing validation after the base evaluation.
+#[test]
+fn a_new_group_size_refits_the_batches() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = MedR1Args {
+        run: RunFlags {
+            config: Some(root.join("recipes/configs/med-r1.toml")),
+            group_size: Some(6),
+            lr: Some(1e-5),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let c = args.resolve().unwrap();
+    assert_eq!(c.grpo.group_size, 6);
+    assert_eq!(c.grpo.optim.lr, 1e-5);
+    assert_eq!(c.grpo.mini_batch_size, 48, "8 prompts x 6");
+    assert!(48usize.is_multiple_of(c.grpo.micro_batch_size));
+    c.grpo.validate().unwrap();
 }

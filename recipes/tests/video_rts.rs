@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use burn::module::AutodiffModule;
-use recipes::single_turn::Checkpoint;
+use recipes::single_turn::{Checkpoint, RunFlags};
 use recipes::video_rts::{
     datasets, evaluate_strategies, run, VideoPrompter, VideoRtsArgs, VideoRtsConfig,
 };
@@ -45,9 +45,12 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
     std::fs::write(&config, toy_config_text()).unwrap();
     let run_dir = out.path().join("run");
     let args = VideoRtsArgs {
-        config: Some(config),
-        model: Some(root().join("assets/med-tiny")),
-        out: Some(run_dir.clone()),
+        run: RunFlags {
+            config: Some(config),
+            model: Some(root().join("assets/med-tiny")),
+            out: Some(run_dir.clone()),
+            ..Default::default()
+        },
         steps: Some(2),
         train_size: Some(8),
         test_size: Some(6),
@@ -299,9 +302,12 @@ fn video_rts_runs_on_qwen2_5_vl() {
     .unwrap();
     let run_dir = out.path().join("run");
     let args = VideoRtsArgs {
-        config: Some(config),
-        model: Some(root().join("tests/fixtures/models/qwen2_5-vl-tiny")),
-        out: Some(run_dir.clone()),
+        run: RunFlags {
+            config: Some(config),
+            model: Some(root().join("tests/fixtures/models/qwen2_5-vl-tiny")),
+            out: Some(run_dir.clone()),
+            ..Default::default()
+        },
         steps: Some(1),
         train_size: Some(4),
         test_size: Some(3),
