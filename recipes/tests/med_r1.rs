@@ -49,8 +49,8 @@ fn med_r1_runs_end_to_end_and_writes_its_report() {
     assert!(run_dir.join("config.resolved.toml").exists());
 }
 
-#[test]
-fn split_without_group_is_a_clear_error() {
+/// The error of a split run on the fixture model (it fails before training).
+fn split_error(split: recipes::med_r1::Split, group: Option<&str>) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().unwrap();
     let args = MedR1Args {
@@ -59,32 +59,27 @@ fn split_without_group_is_a_clear_error() {
             out: Some(out.path().join("run")),
             ..Default::default()
         },
-        split: Some(recipes::med_r1::Split::CrossModality),
-        train_size: Some(8),
+        split: Some(split),
+        train_group: group.map(String::from),
+        train_size: Some(40),
         test_size: Some(8),
         ..Default::default()
     };
-    let err = run(args).unwrap_err().to_string();
+    run(args).unwrap_err().to_string()
+}
+
+#[test]
+fn split_without_group_is_a_clear_error() {
+    let err = split_error(recipes::med_r1::Split::CrossModality, None);
     assert!(err.contains("--train-group"), "{err}");
 }
 
 #[test]
 fn unknown_group_lists_the_groups_there_are() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = tempfile::tempdir().unwrap();
-    let args = MedR1Args {
-        run: RunFlags {
-            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-            out: Some(out.path().join("run")),
-            ..Default::default()
-        },
-        split: Some(recipes::med_r1::Split::CrossTask),
-        train_group: Some("Modality Recognition".into()),
-        train_size: Some(40),
-        test_size: Some(8),
-        ..Default::default()
-    };
-    let err = run(args).unwrap_err().to_string();
+    let err = split_error(
+        recipes::med_r1::Split::CrossTask,
+        Some("Modality Recognition"),
+    );
     assert!(
         err.contains("Modality Recognition") && err.contains("AI, DD, LG, MR, OBA"),
         "{err}"
