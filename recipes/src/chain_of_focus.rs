@@ -57,6 +57,10 @@ pub struct ChainOfFocusConfig {
     pub target_radius: f32,
     /// Grey distractors of a 448-px image (scaled with the area).
     pub distractors_448: usize,
+    /// Shuffle the options (V*-like) or keep zoom-search's fixed order, in
+    /// which the letter follows from the target's look (the bundled model's
+    /// convention: it cannot find a named option in a shuffled list).
+    pub shuffle_options: bool,
     /// Pixel budget of the first view (56·56 = 4 merged tokens).
     pub view_pixels: usize,
     /// Pixel budget of each zoomed crop.
@@ -111,6 +115,7 @@ impl Default for ChainOfFocusConfig {
             sizes: vec![112, 224, 336, 448],
             target_radius: 8.0,
             distractors_448: 40,
+            shuffle_options: false,
             view_pixels: 56 * 56,
             crop_pixels: 112 * 112,
             box_grid: 4,
@@ -264,6 +269,7 @@ fn task_spec(config: &ChainOfFocusConfig) -> TaskSpec {
     TaskSpec {
         target_radius: config.target_radius,
         distractors_448: config.distractors_448,
+        shuffle_options: config.shuffle_options,
     }
 }
 

@@ -48,6 +48,7 @@ fn traces_score_and_mask_the_inserted_turn() {
     let spec = TaskSpec {
         target_radius: cfg.target_radius,
         distractors_448: cfg.distractors_448,
+        shuffle_options: cfg.shuffle_options,
     };
     for (size, index) in [(112u32, 0u64), (224, 1), (448, 2), (448, 3)] {
         let ex = example_at(size, index, 5, spec).unwrap();

@@ -457,3 +457,40 @@ fn med_synth_fixed_option_order_keeps_letters_consistent() {
     // The default still shuffles.
     assert!(moved > 200, "{moved}");
 }
+
+/// With `shuffle_options: false` the letter is a function of what the target
+/// looks like (its colour for colour questions, its shape for shape
+/// questions), and the option at that letter is the answer text.
+#[test]
+fn zoom_search_fixed_option_order_maps_looks_to_letters() {
+    let gen = ZoomSearch::new(ZoomSearchConfig {
+        image_size: 112,
+        shuffle_options: false,
+        ..ZoomSearchConfig::default()
+    })
+    .unwrap();
+    let mut letters: BTreeMap<(bool, String), String> = BTreeMap::new();
+    for s in gen.generate(80, 5) {
+        let row = &s.row;
+        let colour_q = row.problem.as_deref().unwrap().starts_with("What colour");
+        let key = if colour_q {
+            "target_color"
+        } else {
+            "target_shape"
+        };
+        let look = row.meta_str(key).unwrap().to_string();
+        let letter = row.answer.clone().unwrap();
+        let idx = (letter.as_bytes()[0] - b'A') as usize;
+        assert_eq!(
+            Some(row.options[idx].as_str()),
+            row.meta_str("answer_text"),
+            "{}",
+            row.id
+        );
+        let seen = letters
+            .entry((colour_q, look))
+            .or_insert_with(|| letter.clone());
+        assert_eq!(*seen, letter, "{}: one look, two letters", row.id);
+    }
+    assert!(letters.len() >= 8, "{letters:?}");
+}

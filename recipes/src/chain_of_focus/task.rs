@@ -61,6 +61,8 @@ pub struct TaskSpec {
     pub target_radius: f32,
     /// Distractors of a 448-pixel image; scaled with the image area.
     pub distractors_448: usize,
+    /// Whether zoom-search shuffles its options.
+    pub shuffle_options: bool,
 }
 
 fn meta_str(row: &vlrl::data::Row, key: &str) -> String {
@@ -79,6 +81,7 @@ pub fn example_at(size: u32, index: u64, seed: u64, spec: TaskSpec) -> Result<Fo
         image_size: size,
         target_radius: spec.target_radius,
         distractors: ((spec.distractors_448 as f64 * area).round() as usize).max(2),
+        shuffle_options: spec.shuffle_options,
     })
     .with_context(|| format!("zoom-search at {size} px"))?;
     let stream = seed.wrapping_mul(1_000_003).wrapping_add(size as u64);
@@ -180,6 +183,7 @@ mod tests {
         let spec = TaskSpec {
             target_radius: 6.0,
             distractors_448: 40,
+            shuffle_options: true,
         };
         let examples = generate_examples(&[112, 448], 40, 3, spec).unwrap();
         assert_eq!(examples.len(), 80);
@@ -216,6 +220,7 @@ mod tests {
         let spec = TaskSpec {
             target_radius: 6.0,
             distractors_448: 40,
+            shuffle_options: true,
         };
         let ex = &generate_examples(&[224], 1, 1, spec).unwrap()[0];
         let text = answer_turn_text(ex);

@@ -25,6 +25,13 @@ pub struct ZoomSearchConfig {
     pub target_radius: f32,
     /// Grey distractor shapes scattered over the image.
     pub distractors: usize,
+    /// Shuffle the options (V*-like). `false` keeps a fixed order, so the
+    /// letter follows from what the target looks like: shapes in their
+    /// listed order, the true colour at slot `colour index mod 4` among the
+    /// other colours in listed order. A model too small to find a named
+    /// option in a shuffled list needs it (the bundled model,
+    /// docs/bundled-model.md).
+    pub shuffle_options: bool,
 }
 
 impl Default for ZoomSearchConfig {
@@ -33,8 +40,37 @@ impl Default for ZoomSearchConfig {
             image_size: 448,
             target_radius: 7.0,
             distractors: 40,
+            shuffle_options: true,
         }
     }
+}
+
+/// Options in a fixed order: as listed, or, for a colour question
+/// (`colour_index`), the other colours in [`NAMED_COLORS`] order with the
+/// answer inserted at slot `colour_index mod n`.
+fn fixed_order(
+    options: Vec<String>,
+    correct: usize,
+    colour_index: Option<usize>,
+) -> (Vec<String>, String) {
+    let answer = options.get(correct).cloned().unwrap_or_default();
+    let options = match colour_index {
+        Some(ci) => {
+            let rank = |o: &String| NAMED_COLORS.iter().position(|(name, _)| name == o);
+            let mut others: Vec<String> =
+                options.iter().filter(|o| **o != answer).cloned().collect();
+            others.sort_by_key(rank);
+            let slot = ci % options.len().max(1);
+            others.insert(slot.min(others.len()), answer.clone());
+            others
+        }
+        None => options,
+    };
+    let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
+    let letter = crate::row::option_letter(pos)
+        .map(String::from)
+        .unwrap_or_default();
+    (options, letter)
 }
 
 /// The `zoom-search` generator.
@@ -114,7 +150,11 @@ impl TaskGenerator for ZoomSearch {
             )
         };
         let answer_text = all_options.get(correct).cloned().unwrap_or_default();
-        let (options, letter) = shuffle_options(&mut rng, all_options, correct);
+        let (options, letter) = if self.config.shuffle_options {
+            shuffle_options(&mut rng, all_options, correct)
+        } else {
+            fixed_order(all_options, correct, ask_colour.then_some(color_idx))
+        };
         let id = sample_id(self.name(), seed, index);
         let mut meta = Map::new();
         meta.insert("target_shape".into(), shape.name().into());
