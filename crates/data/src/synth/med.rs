@@ -72,22 +72,9 @@ impl Default for MedSynthConfig {
 /// slots in [`Modality::ALL`] order, so the letter is a function of the
 /// modality, as for the other question types.
 fn fixed_order(q: QuestionType, options: Vec<String>, correct: usize) -> (Vec<String>, String) {
-    let answer = options.get(correct).cloned().unwrap_or_default();
-    let rank = |o: &String| Modality::ALL.iter().position(|m| m.label() == o);
-    let options = if q == QuestionType::ModalityRecognition {
-        let mut others: Vec<String> = options.iter().filter(|o| **o != answer).cloned().collect();
-        others.sort_by_key(rank);
-        let slot = rank(&answer).unwrap_or(0) % options.len().max(1);
-        others.insert(slot.min(others.len()), answer.clone());
-        others
-    } else {
-        options
-    };
-    let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
-    let letter = crate::row::option_letter(pos)
-        .map(String::from)
-        .unwrap_or_default();
-    (options, letter)
+    let labels = Modality::ALL.map(Modality::label);
+    let order = (q == QuestionType::ModalityRecognition).then_some(&labels[..]);
+    super::fixed_options(options, correct, order)
 }
 
 /// The `med-synth` generator.

@@ -141,6 +141,36 @@ pub fn write_dataset_dir(
 
 /// Shuffle `options` (the correct one at `correct`) with `rng` and return the
 /// new list and the correct letter, so the right letter is uniform over A-D.
+/// Options in a fixed order, for models too small to find a named option
+/// in a shuffled list: as listed, or, when the options are a drawn subset
+/// of the known list `order` (such as 3 random distractors), the others in
+/// `order` with the answer at slot `position in order mod n`, so the letter
+/// is a function of the answer. Returns the options and the answer's letter.
+pub(crate) fn fixed_options(
+    options: Vec<String>,
+    correct: usize,
+    order: Option<&[&str]>,
+) -> (Vec<String>, String) {
+    let answer = options.get(correct).cloned().unwrap_or_default();
+    let options = match order {
+        Some(order) => {
+            let rank = |o: &str| order.iter().position(|name| *name == o);
+            let mut others: Vec<String> =
+                options.iter().filter(|o| **o != answer).cloned().collect();
+            others.sort_by_key(|o| rank(o));
+            let slot = rank(&answer).unwrap_or(0) % options.len().max(1);
+            others.insert(slot.min(others.len()), answer.clone());
+            others
+        }
+        None => options,
+    };
+    let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
+    let letter = crate::row::option_letter(pos)
+        .map(String::from)
+        .unwrap_or_default();
+    (options, letter)
+}
+
 pub(crate) fn shuffle_options(
     rng: &mut ChaCha8Rng,
     options: Vec<String>,

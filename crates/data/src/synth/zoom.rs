@@ -13,7 +13,8 @@ use crate::omnimed::MULTIPLE_CHOICE_VERIFIER;
 use crate::row::{format_multiple_choice, BoxLabel, Row};
 use crate::synth::draw::{self, grey, Shape, NAMED_COLORS};
 use crate::synth::{
-    check_image_size, image_paths, sample_id, sample_rng, shuffle_options, Sample, TaskGenerator,
+    check_image_size, fixed_options, image_paths, sample_id, sample_rng, shuffle_options, Sample,
+    TaskGenerator,
 };
 
 /// Configuration of [`ZoomSearch`].
@@ -43,34 +44,6 @@ impl Default for ZoomSearchConfig {
             shuffle_options: true,
         }
     }
-}
-
-/// Options in a fixed order: as listed, or, for a colour question
-/// (`colour_index`), the other colours in [`NAMED_COLORS`] order with the
-/// answer inserted at slot `colour_index mod n`.
-fn fixed_order(
-    options: Vec<String>,
-    correct: usize,
-    colour_index: Option<usize>,
-) -> (Vec<String>, String) {
-    let answer = options.get(correct).cloned().unwrap_or_default();
-    let options = match colour_index {
-        Some(ci) => {
-            let rank = |o: &String| NAMED_COLORS.iter().position(|(name, _)| name == o);
-            let mut others: Vec<String> =
-                options.iter().filter(|o| **o != answer).cloned().collect();
-            others.sort_by_key(rank);
-            let slot = ci % options.len().max(1);
-            others.insert(slot.min(others.len()), answer.clone());
-            others
-        }
-        None => options,
-    };
-    let pos = options.iter().position(|o| *o == answer).unwrap_or(0);
-    let letter = crate::row::option_letter(pos)
-        .map(String::from)
-        .unwrap_or_default();
-    (options, letter)
 }
 
 /// The `zoom-search` generator.
@@ -153,7 +126,10 @@ impl TaskGenerator for ZoomSearch {
         let (options, letter) = if self.config.shuffle_options {
             shuffle_options(&mut rng, all_options, correct)
         } else {
-            fixed_order(all_options, correct, ask_colour.then_some(color_idx))
+            // Colour questions draw 3 of the other colours: rank them by
+            // NAMED_COLORS; shape questions list every shape already.
+            let names = NAMED_COLORS.map(|(name, _)| name);
+            fixed_options(all_options, correct, ask_colour.then_some(&names[..]))
         };
         let id = sample_id(self.name(), seed, index);
         let mut meta = Map::new();
