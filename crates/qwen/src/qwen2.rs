@@ -160,14 +160,9 @@ impl<B: Backend> Attention<B> {
             });
         }
         let n_rep = nh / nkv;
-        if n_rep > 1 {
-            let out = grouped_query_attention(q, k, v, mask.mask.as_ref(), n_rep);
-            return self
-                .o_proj
-                .forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]));
-        }
         let k_len = k.dims()[2];
         let out = match &mask.mask {
+            _ if n_rep > 1 => grouped_query_attention(q, k, v, mask.mask.as_ref(), n_rep),
             Some(m) => attention(
                 q,
                 k,
