@@ -828,19 +828,13 @@ pub fn markdown(config: &ChainOfFocusConfig, r: &FocusReport) -> String {
 }
 
 fn write_report(config: &ChainOfFocusConfig, r: &FocusReport) -> Result<()> {
-    let md = markdown(config, r);
-    println!("{md}");
-    std::fs::write(config.out.join("eval.md"), &md)?;
-    std::fs::write(
-        config.out.join("eval.json"),
-        serde_json::to_string_pretty(r)?,
-    )?;
+    let md_path = crate::single_turn::write_report(&config.out, &markdown(config, r), r)?;
     let top = config.sizes.iter().copied().max().unwrap_or(0);
     tracing::info!(
         "at {top} px: with zoom {:.1}% vs without {:.1}% (RL model); report in {}",
         100.0 * r.rl.accuracy(Mode::Zoom, top).unwrap_or(0.0),
         100.0 * r.rl.accuracy(Mode::Direct, top).unwrap_or(0.0),
-        config.out.join("eval.md").display()
+        md_path.display()
     );
     Ok(())
 }

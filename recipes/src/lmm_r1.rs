@@ -623,13 +623,8 @@ pub fn markdown_report(config: &LmmR1Config, r: &LmmR1Report) -> String {
 }
 
 fn write_report(config: &LmmR1Config, report: &LmmR1Report) -> Result<()> {
-    let md = markdown_report(config, report);
-    println!("{md}");
-    std::fs::write(config.out.join("eval.md"), &md)?;
-    std::fs::write(
-        config.out.join("eval.json"),
-        serde_json::to_string_pretty(report)?,
-    )?;
+    let md_path =
+        crate::single_turn::write_report(&config.out, &markdown_report(config, report), report)?;
     let mgt_only = report
         .mgt_only
         .as_ref()
@@ -641,7 +636,7 @@ fn write_report(config: &LmmR1Config, report: &LmmR1Report) -> Result<()> {
         100.0 * report.fre.text.accuracy,
         100.0 * report.base.multimodal.accuracy,
         100.0 * report.fre_mgt.multimodal.accuracy,
-        config.out.join("eval.md").display()
+        md_path.display()
     );
     Ok(())
 }

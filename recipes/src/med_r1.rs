@@ -377,20 +377,15 @@ fn write_report(
         "\nformat reward: base {:.2}, GRPO {:.2}\n",
         base.format, rl.format
     ));
-    println!("{md}");
-    std::fs::write(config.out.join("eval.md"), &md)?;
     let json =
         serde_json::json!({"base": base, "rl": rl, "seconds": seconds, "steps": history.len()});
-    std::fs::write(
-        config.out.join("eval.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    let md_path = crate::single_turn::write_report(&config.out, &md, &json)?;
     tracing::info!(
         "held-out accuracy {:.1}% → {:.1}% ({:+.1} points); report in {}",
         100.0 * base.accuracy,
         100.0 * rl.accuracy,
         100.0 * (rl.accuracy - base.accuracy),
-        config.out.join("eval.md").display()
+        md_path.display()
     );
     Ok(())
 }

@@ -47,6 +47,18 @@ pub fn load_config<T: DeserializeOwned + Default>(
     }
 }
 
+/// Prints a run's Markdown report and writes it as `<out>/eval.md`, with
+/// `json` as `<out>/eval.json`; returns the `eval.md` path for the log line.
+pub fn write_report(out: &Path, md: &str, json: &impl serde::Serialize) -> Result<PathBuf> {
+    println!("{md}");
+    let path = out.join("eval.md");
+    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    let json_path = out.join("eval.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(json)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    Ok(path)
+}
+
 /// The flags every RL recipe shares (`#[command(flatten)]` into each
 /// recipe's own); each overrides the recipe's TOML config.
 #[derive(Args, Debug, Default, Clone)]

@@ -844,8 +844,6 @@ fn write_report(
          trained with 3.6% of their samples, +4.2% on Video-Holmes and +2.6% on MMVU, \
          while TTS uses fewer frames on average than fixed dense sampling.\n",
     );
-    println!("{md}");
-    std::fs::write(config.out.join("eval.md"), &md)?;
     let json = serde_json::json!({
         "base": base,
         "rl": rl,
@@ -853,10 +851,7 @@ fn write_report(
         "steps": history.len(),
         "seed": config.seed,
     });
-    std::fs::write(
-        config.out.join("eval.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    let md_path = crate::single_turn::write_report(&config.out, &md, &json)?;
     if let (Some(b), Some(r)) = (base.last(), rl.last()) {
         tracing::info!(
             "TTS accuracy {:.1}% → {:.1}% ({:.1} → {:.1} frames); report in {}",
@@ -864,7 +859,7 @@ fn write_report(
             100.0 * r.accuracy,
             b.avg_frames,
             r.avg_frames,
-            config.out.join("eval.md").display()
+            md_path.display()
         );
     }
     Ok(())
