@@ -35,6 +35,7 @@ use vlrl::rewards::Registry;
 
 use crate::eval::ChoiceTarget;
 use crate::policy::{PromptVision, VlmPolicy};
+use crate::single_turn::set_from;
 use crate::TrainBackend;
 use episode::{
     run_episodes, score_episode, EpisodeScore, FocusEnv, FocusExtra, FocusPolicy, FocusState,
@@ -173,19 +174,12 @@ impl ChainOfFocusArgs {
             "recipes/configs/chain-of-focus.toml",
             |c: &mut ChainOfFocusConfig| (&mut c.model, &mut c.out, &mut c.seed),
         )?;
-        macro_rules! set {
-            ($field:expr, $value:expr) => {
-                if let Some(v) = $value.clone() {
-                    $field = v;
-                }
-            };
-        }
-        set!(c.sft.steps, self.sft_steps);
-        set!(c.grpo.total_steps, self.steps);
-        set!(c.train_size, self.train_size);
-        set!(c.test_per_size, self.test_per_size);
-        set!(c.sizes, self.sizes);
-        set!(c.max_turns, self.max_turns);
+        set_from(&mut c.sft.steps, &self.sft_steps);
+        set_from(&mut c.grpo.total_steps, &self.steps);
+        set_from(&mut c.train_size, &self.train_size);
+        set_from(&mut c.test_per_size, &self.test_per_size);
+        set_from(&mut c.sizes, &self.sizes);
+        set_from(&mut c.max_turns, &self.max_turns);
         self.run.apply_grpo(&mut c.grpo, c.seed);
         c.grpo.sampling.max_new_tokens = c.turn_max_new_tokens;
         if c.sizes.is_empty() {

@@ -38,7 +38,7 @@ use crate::eval::{markdown_table, EvalResult, VerifiedTarget};
 use crate::policy::VisionExtra;
 use crate::pretrain::prompt_text;
 use crate::single_turn::{
-    train_stage, Checkpoint, RunFlags, StageOptions, StageOutcome, TrainModel,
+    set_from, train_stage, Checkpoint, RunFlags, StageOptions, StageOutcome, TrainModel,
 };
 use crate::vl_prompt::VlPrompter;
 
@@ -163,33 +163,22 @@ impl LmmR1Args {
             .load("recipes/configs/lmm-r1.toml", |c: &mut LmmR1Config| {
                 (&mut c.model, &mut c.out, &mut c.seed)
             })?;
-        macro_rules! set {
-            ($field:ident) => {
-                if let Some(v) = self.$field.clone() {
-                    c.$field = v;
-                }
-            };
-        }
-        set!(text_train_size);
-        set!(text_test_size);
-        set!(mm_train_size);
-        set!(mm_test_size);
-        set!(easy_text_share);
-        set!(agent_share);
-        set!(fre_numeric_verifier);
-        set!(mgt_numeric_verifier);
+        set_from(&mut c.text_train_size, &self.text_train_size);
+        set_from(&mut c.text_test_size, &self.text_test_size);
+        set_from(&mut c.mm_train_size, &self.mm_train_size);
+        set_from(&mut c.mm_test_size, &self.mm_test_size);
+        set_from(&mut c.easy_text_share, &self.easy_text_share);
+        set_from(&mut c.agent_share, &self.agent_share);
+        set_from(&mut c.fre_numeric_verifier, &self.fre_numeric_verifier);
+        set_from(&mut c.mgt_numeric_verifier, &self.mgt_numeric_verifier);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
         if self.no_mgt_only {
             c.mgt_only = false;
         }
-        if let Some(s) = self.fre_steps {
-            c.fre.total_steps = s;
-        }
-        if let Some(s) = self.mgt_steps {
-            c.mgt.total_steps = s;
-        }
+        set_from(&mut c.fre.total_steps, &self.fre_steps);
+        set_from(&mut c.mgt.total_steps, &self.mgt_steps);
         for grpo in [&mut c.fre, &mut c.mgt] {
             self.run.apply_grpo(grpo, c.seed);
         }

@@ -25,7 +25,7 @@ use vlrl::grpo::policy::Prompt;
 
 use crate::eval::{markdown_table, ChoiceTarget, EvalResult};
 use crate::policy::VisionExtra;
-use crate::single_turn::{train_stage, Checkpoint, RunFlags, StageOptions, TrainModel};
+use crate::single_turn::{set_from, train_stage, Checkpoint, RunFlags, StageOptions, TrainModel};
 use crate::vl_prompt::VlPrompter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
@@ -122,25 +122,16 @@ impl MedR1Args {
             .load("recipes/configs/med-r1.toml", |c: &mut MedR1Config| {
                 (&mut c.model, &mut c.out, &mut c.seed)
             })?;
-        macro_rules! set {
-            ($field:ident, $value:expr) => {
-                if let Some(v) = $value.clone() {
-                    c.$field = v;
-                }
-            };
-        }
-        set!(train_size, self.train_size);
-        set!(test_size, self.test_size);
-        set!(split, self.split);
+        set_from(&mut c.train_size, &self.train_size);
+        set_from(&mut c.test_size, &self.test_size);
+        set_from(&mut c.split, &self.split);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
         if self.train_group.is_some() {
             c.train_group = self.train_group.clone();
         }
-        if let Some(s) = self.steps {
-            c.grpo.total_steps = s;
-        }
+        set_from(&mut c.grpo.total_steps, &self.steps);
         self.run.apply_grpo(&mut c.grpo, c.seed);
         Ok(c)
     }

@@ -47,6 +47,13 @@ pub fn load_config<T: DeserializeOwned + Default>(
     }
 }
 
+/// A recipe flag over its config field: `Some` replaces, `None` keeps.
+pub fn set_from<T: Clone>(field: &mut T, flag: &Option<T>) {
+    if let Some(v) = flag {
+        field.clone_from(v);
+    }
+}
+
 /// Prints a run's Markdown report and writes it as `<out>/eval.md`, with
 /// `json` as `<out>/eval.json`; returns the `eval.md` path for the log line.
 pub fn write_report(out: &Path, md: &str, json: &impl serde::Serialize) -> Result<PathBuf> {
@@ -95,15 +102,9 @@ impl RunFlags {
     ) -> Result<T> {
         let mut config: T = load_config(self.config.as_deref(), default_path)?;
         let (model, out, seed) = fields(&mut config);
-        if let Some(m) = &self.model {
-            model.clone_from(m);
-        }
-        if let Some(o) = &self.out {
-            out.clone_from(o);
-        }
-        if let Some(s) = self.seed {
-            *seed = s;
-        }
+        set_from(model, &self.model);
+        set_from(out, &self.out);
+        set_from(seed, &self.seed);
         Ok(config)
     }
 
@@ -111,12 +112,8 @@ impl RunFlags {
     /// the batch split is refitted ([`fit_batches`]) so a new group size
     /// cannot fail validation after the base evaluation.
     pub fn apply_grpo(&self, grpo: &mut GrpoConfig, seed: u64) {
-        if let Some(g) = self.group_size {
-            grpo.group_size = g;
-        }
-        if let Some(lr) = self.lr {
-            grpo.optim.lr = lr;
-        }
+        set_from(&mut grpo.group_size, &self.group_size);
+        set_from(&mut grpo.optim.lr, &self.lr);
         grpo.seed = seed;
         fit_batches(grpo);
     }

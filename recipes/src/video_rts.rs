@@ -34,7 +34,7 @@ use vlrl::vision::ProcessorConfig;
 
 use crate::eval::ChoiceTarget;
 use crate::policy::{second_per_grid_ts, stack_vision_routed, PromptVision, VisionExtra};
-use crate::single_turn::{train_stage, Checkpoint, EvalBackend, RunFlags, StageOptions};
+use crate::single_turn::{set_from, train_stage, Checkpoint, EvalBackend, RunFlags, StageOptions};
 use events::{EventsConfig, Scene, VideoEvents};
 use tts::{AnswerSampler, Decision, Request, StopRule};
 
@@ -203,21 +203,14 @@ impl VideoRtsArgs {
             "recipes/configs/video-rts.toml",
             |c: &mut VideoRtsConfig| (&mut c.model, &mut c.out, &mut c.seed),
         )?;
-        macro_rules! set {
-            ($($field:ident).+, $value:expr) => {
-                if let Some(v) = $value.clone() {
-                    c.$($field).+ = v;
-                }
-            };
-        }
-        set!(train_size, self.train_size);
-        set!(test_size, self.test_size);
-        set!(train_frames, self.train_frames);
-        set!(tts.start, self.tts_start);
-        set!(tts.max, self.tts_max);
-        set!(tts.samples, self.tts_samples);
-        set!(grpo.total_steps, self.steps);
-        set!(grpo.prompts_per_step, self.prompts_per_step);
+        set_from(&mut c.train_size, &self.train_size);
+        set_from(&mut c.test_size, &self.test_size);
+        set_from(&mut c.train_frames, &self.train_frames);
+        set_from(&mut c.tts.start, &self.tts_start);
+        set_from(&mut c.tts.max, &self.tts_max);
+        set_from(&mut c.tts.samples, &self.tts_samples);
+        set_from(&mut c.grpo.total_steps, &self.steps);
+        set_from(&mut c.grpo.prompts_per_step, &self.prompts_per_step);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
