@@ -613,16 +613,20 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
         test.len()
     );
 
-    let model = Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?;
-    let mut policy = FocusPolicy {
-        inner: VlmPolicy {
-            model,
-            stop_tokens: stop.clone(),
-            pad_id: pad,
-        },
-        env: env.clone(),
-        max_turns: config.max_turns,
+    // A fresh copy of the starting model as a focus policy (the policy, and
+    // the KL reference, which is loaded, never cloned, per DESIGN.md).
+    let load_start = || -> Result<FocusPolicy<TrainBackend>> {
+        Ok(FocusPolicy {
+            inner: VlmPolicy {
+                model: Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?,
+                stop_tokens: stop.clone(),
+                pad_id: pad,
+            },
+            env: env.clone(),
+            max_turns: config.max_turns,
+        })
     };
+    let mut policy = load_start()?;
     let eval_model = |m: &Qwen2VL<<TrainBackend as AutodiffBackend>::InnerBackend>| {
         evaluate_focus(
             m,
@@ -710,16 +714,7 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
     let rl = if config.grpo.total_steps > 0 {
         let needs_reference = config.grpo.loss.kl.placement != KlPlacement::Off;
         let reference = if needs_reference {
-            let model = Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?;
-            let reference = FocusPolicy {
-                inner: VlmPolicy {
-                    model,
-                    stop_tokens: stop.clone(),
-                    pad_id: pad,
-                },
-                env: env.clone(),
-                max_turns: config.max_turns,
-            };
+            let reference = load_start()?;
             // The reference is the SFT model (the RL starting point).
             Some(if sft_model.exists() {
                 load_policy(reference, &sft_model, &device)?
