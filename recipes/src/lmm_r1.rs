@@ -61,6 +61,9 @@ pub struct LmmR1Config {
     pub seed: u64,
     /// Synthetic image side (a multiple of 28).
     pub image_size: u32,
+    /// Whether visual-math's bar questions shuffle their options (false:
+    /// bars listed left to right; see `VisualMathConfig::shuffle_options`).
+    pub shuffle_options: bool,
     /// Text-only (FRE) prompts for training and held out.
     pub text_train_size: usize,
     pub text_test_size: usize,
@@ -99,6 +102,7 @@ impl Default for LmmR1Config {
             out: PathBuf::from("runs/lmm-r1"),
             seed: 0,
             image_size: 56,
+            shuffle_options: true,
             text_train_size: 400,
             text_test_size: 200,
             mm_train_size: 400,
@@ -290,6 +294,7 @@ fn text_samples(config: &LmmR1Config, n: usize, seed: u64) -> Vec<Example> {
 fn multimodal_samples(config: &LmmR1Config, n: usize, seed: u64) -> Result<Vec<Example>> {
     let math = VisualMath::new(VisualMathConfig {
         image_size: config.image_size,
+        shuffle_options: config.shuffle_options,
     })?;
     let grid = GridAgent {
         image_size: config.image_size,

@@ -61,6 +61,10 @@ pub struct PretrainConfig {
     /// model: yes; from stint 4 on: no, see docs/bundled-model.md). The
     /// tokenizer corpus always uses shuffled options.
     pub shuffle_options: bool,
+    /// Whether target traces describe the whole image before answering
+    /// (`data::response_text`; off for the first bundled model, on from the
+    /// second).
+    pub describe_image: bool,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -89,6 +93,10 @@ pub struct PretrainConfig {
     pub stop_accuracy: f64,
     pub max_new_tokens: usize,
     pub log_every: usize,
+    /// Also save a full checkpoint directory `step-{N}/` under the output
+    /// every this many steps (0 = never), so the base model for RL can be
+    /// picked along the learning curve without retraining.
+    pub save_every: usize,
 }
 
 impl Default for PretrainConfig {
@@ -102,6 +110,7 @@ impl Default for PretrainConfig {
             side_task_per_mille: 50,
             lookup_per_mille: 0,
             shuffle_options: true,
+            describe_image: false,
             hidden_size: 128,
             intermediate_size: 352,
             num_hidden_layers: 4,
@@ -126,6 +135,7 @@ impl Default for PretrainConfig {
             stop_accuracy: 0.45,
             max_new_tokens: 40,
             log_every: 10,
+            save_every: 0,
         }
     }
 }
@@ -159,6 +169,9 @@ pub struct PretrainArgs {
     pub eval_every: Option<usize>,
     #[arg(long)]
     pub stop_accuracy: Option<f64>,
+    /// Save a checkpoint `step-{N}/` under `--out` every N steps.
+    #[arg(long)]
+    pub save_every: Option<usize>,
     /// Don't train: load `--out`, write reference logits of a fixed
     /// multimodal batch to this JSON file (for tools/check_bundled_model.py).
     #[arg(long)]
@@ -219,6 +232,9 @@ impl PretrainArgs {
         }
         if let Some(v) = self.stop_accuracy {
             cfg.stop_accuracy = v;
+        }
+        if let Some(v) = self.save_every {
+            cfg.save_every = v;
         }
         if cfg.batch_size == 0 || cfg.eval_every == 0 || cfg.log_every == 0 {
             bail!("batch_size, eval_every and log_every must be positive");
@@ -382,7 +398,12 @@ pub fn pretrain_from(
     // 1. Tokenizer.
     let started = Instant::now();
     let corpus: Vec<String> = (0..cfg.tokenizer_corpus as u64)
-        .map(|i| data::corpus_text(&corpus_mix.train_sample(i, cfg.seed).row))
+        .map(|i| {
+            data::corpus_text(
+                &corpus_mix.train_sample(i, cfg.seed).row,
+                cfg.describe_image,
+            )
+        })
         .collect();
     let tok = train_tokenizer(corpus.iter(), cfg.bpe_vocab)?;
     let processor = processor_config(cfg.image_size);
@@ -438,6 +459,7 @@ pub fn pretrain_from(
         image_pad: ids.image_pad,
         im_end: ids.im_end,
         tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
+        describe: cfg.describe_image,
     };
     let evaluator = Evaluator::new(cfg, &qtok)?;
     let mut optim = AdamWConfig::new()
@@ -484,6 +506,14 @@ pub fn pretrain_from(
             losses.push((step, mean));
             bar.set_message(format!("loss {mean:.4} lr {lr:.2e}"));
             tracing::debug!(step, loss = mean, lr, "train");
+        }
+        if cfg.save_every > 0 && step % cfg.save_every == 0 {
+            let snapshot = out.join(format!("step-{step}"));
+            std::fs::create_dir_all(&snapshot)
+                .with_context(|| format!("creating {}", snapshot.display()))?;
+            write_tokenizer_files(&snapshot, &tok, &processor)?;
+            save_qwen2_vl(&model.valid(), &spec, &snapshot)?;
+            bar.suspend(|| tracing::info!(step, "saved {}", snapshot.display()));
         }
         let out_of_time =
             cfg.max_minutes > 0.0 && train_started.elapsed().as_secs_f64() > cfg.max_minutes * 60.0;
@@ -733,6 +763,7 @@ impl<'a> Evaluator<'a> {
             image_pad,
             im_end,
             tokens_per_image: self.tokens_per_image,
+            describe: self.cfg.describe_image,
         };
         let device = model.language_model.embed_tokens.weight.device();
         let params = SamplingParams {
@@ -855,6 +886,7 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
             .token_id("<|im_end|>")
             .ok_or_else(|| anyhow!("no <|im_end|>"))?,
         tokens_per_image: tokens_per_image(&processor, cfg.image_size)?,
+        describe: cfg.describe_image,
     };
     let mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
     // Two questions of different types (different prompt lengths), with the

@@ -158,7 +158,11 @@ fn real_mode_reads_fre_and_mgt_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_dataset_dir(data.join("fre"), "data.jsonl", &TextLogic.generate(10, 3)).unwrap();
-    let vm = VisualMath::new(VisualMathConfig { image_size: 56 }).unwrap();
+    let vm = VisualMath::new(VisualMathConfig {
+        image_size: 56,
+        ..Default::default()
+    })
+    .unwrap();
     write_dataset_dir(data.join("mgt"), "data.jsonl", &vm.generate(6, 3)).unwrap();
     write_dataset_dir(data.join("mgt-test"), "data.jsonl", &vm.generate(3, 4)).unwrap();
     let out = tmp.path().join("run");

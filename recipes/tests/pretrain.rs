@@ -31,6 +31,7 @@ fn tiny_config() -> PretrainConfig {
         final_eval_samples: 8,
         max_new_tokens: 8,
         log_every: 5,
+        save_every: 20,
         ..PretrainConfig::default()
     }
 }
@@ -66,6 +67,16 @@ fn a_few_sft_steps_lower_the_loss_and_the_checkpoint_reloads() {
     }
     let model = Qwen2VL::<Cpu>::from_dir(dir.path(), &Default::default()).unwrap();
     assert_eq!(model.language_model.config().vocab_size, report.vocab_size);
+    // `save_every: 20` left a complete checkpoint of step 20 (not of 30).
+    let snapshot = dir.path().join("step-20");
+    let early = Qwen2VL::<Cpu>::from_dir(&snapshot, &Default::default()).unwrap();
+    assert!(QwenTokenizer::from_dir(&snapshot).is_ok());
+    assert!(!dir.path().join("step-30").exists());
+    let weights = |m: &Qwen2VL<Cpu>| m.language_model.embed_tokens.weight.val().into_data();
+    assert!(
+        weights(&early) != weights(&model),
+        "the snapshot is the final model"
+    );
     let tok = QwenTokenizer::from_dir(dir.path()).unwrap();
     assert_eq!(tok.vocab_size(), report.tokenizer_size);
     // Special tokens sit right after the BPE vocabulary, in Qwen2-VL order.

@@ -87,9 +87,12 @@ fn samples_are_pure_functions_of_seed_and_index() {
     let med = MedSynth::new(MedSynthConfig::default())
         .unwrap()
         .sample(0, 1);
-    let vm = VisualMath::new(VisualMathConfig { image_size: 56 })
-        .unwrap()
-        .sample(0, 1);
+    let vm = VisualMath::new(VisualMathConfig {
+        image_size: 56,
+        ..Default::default()
+    })
+    .unwrap()
+    .sample(0, 1);
     assert_ne!(med.images[0].as_raw(), vm.images[0].as_raw());
 }
 
@@ -179,7 +182,11 @@ fn med_synth_image_size_is_configurable_and_checked() {
         ..ZoomSearchConfig::default()
     })
     .is_err());
-    assert!(VisualMath::new(VisualMathConfig { image_size: 30 }).is_err());
+    assert!(VisualMath::new(VisualMathConfig {
+        image_size: 30,
+        ..Default::default()
+    })
+    .is_err());
 }
 
 #[test]
@@ -493,4 +500,38 @@ fn zoom_search_fixed_option_order_maps_looks_to_letters() {
         assert_eq!(*seen, letter, "{}: one look, two letters", row.id);
     }
     assert!(letters.len() >= 8, "{letters:?}");
+}
+
+#[test]
+fn fixed_order_bar_options_list_the_bars_left_to_right() {
+    let vm = VisualMath::new(VisualMathConfig {
+        image_size: 56,
+        shuffle_options: false,
+    })
+    .unwrap();
+    let mut letters = BTreeSet::new();
+    let mut checked = 0;
+    for s in vm.generate(200, 4) {
+        let row = &s.row;
+        if row.options.is_empty() {
+            continue;
+        }
+        let bars = row.meta["bars"].as_array().unwrap();
+        let colours: Vec<&str> = bars.iter().map(|b| b["color"].as_str().unwrap()).collect();
+        assert_eq!(row.options, colours, "{}", row.id);
+        let heights: Vec<i64> = bars.iter().map(|b| b["height"].as_i64().unwrap()).collect();
+        let tallest = row.problem.as_deref().unwrap().contains("tallest");
+        let want = if tallest {
+            heights.iter().max()
+        } else {
+            heights.iter().min()
+        };
+        let pos = heights.iter().position(|h| Some(h) == want).unwrap();
+        let answer = row.answer.as_deref().unwrap();
+        assert_eq!(row.option_index(answer), Some(pos), "{}", row.id);
+        letters.insert(answer.to_string());
+        checked += 1;
+    }
+    assert!(checked > 20, "{checked}");
+    assert_eq!(letters.len(), 4, "every bar position answers some question");
 }

@@ -28,10 +28,20 @@ pub fn prompt_text(row: &Row) -> String {
 }
 
 /// The target trace: a one-line reason that names what the pixels show,
-/// then the answer.
-pub fn response_text(row: &Row) -> String {
+/// then the answer. With `describe`, a med-synth trace first describes the
+/// whole image (modality, anatomy, and the lesion's kind, grade and place),
+/// whatever the question: every example then supervises every visual fact,
+/// not only the one asked about (the first bundled model, trained on the
+/// short trace, never learned to see the lesions; docs/bundled-model.md).
+pub fn response_text(row: &Row, describe: bool) -> String {
     let answer = row.answer.clone().unwrap_or_default();
     let think = match (row.meta_str("modality"), row.meta_str("answer_text")) {
+        (Some(m), Some(a)) if describe => {
+            format!(
+                "{} It shows {a}, which is option {answer}.",
+                describe_image(row, m)
+            )
+        }
         (Some(m), Some(a)) => {
             format!("This is a {m} image. It shows {a}, which is option {answer}.")
         }
@@ -41,13 +51,30 @@ pub fn response_text(row: &Row) -> String {
     format!("<think>{think}</think><answer>{answer}</answer>")
 }
 
+/// `This is a {modality} image of the {anatomy} with {lesion}.`, from the
+/// row's latent facts (med-synth's `meta`).
+fn describe_image(row: &Row, modality: &str) -> String {
+    let anatomy = row.meta_str("anatomy").unwrap_or("body");
+    let lesion = match (
+        row.meta_str("finding"),
+        row.meta.get("grade").and_then(|g| g.as_u64()),
+        row.meta_str("location"),
+    ) {
+        (Some(finding), Some(grade), Some(place)) => {
+            format!("a grade {grade} {finding} in the {place}")
+        }
+        _ => "no lesion".to_string(),
+    };
+    format!("This is a {modality} image of the {anatomy} with {lesion}.")
+}
+
 /// The whole conversation as plain text without special tokens, for training
 /// the BPE.
-pub fn corpus_text(row: &Row) -> String {
+pub fn corpus_text(row: &Row, describe: bool) -> String {
     format!(
         "system\nYou are a helpful assistant.\nuser\n{}\nassistant\n{}\n",
         prompt_text(row),
-        response_text(row)
+        response_text(row, describe)
     )
 }
 
@@ -89,7 +116,10 @@ impl TaskMix {
             shuffle_options,
             ..Default::default()
         })?;
-        let visual_math = VisualMath::new(VisualMathConfig { image_size })?;
+        let visual_math = VisualMath::new(VisualMathConfig {
+            image_size,
+            ..Default::default()
+        })?;
         Ok(Self {
             med,
             visual_math,
@@ -191,6 +221,8 @@ pub struct Encoder<'a> {
     pub im_end: u32,
     /// Merged vision tokens per image (4 for a 56x56 image).
     pub tokens_per_image: usize,
+    /// Whether target traces describe the whole image ([`response_text`]).
+    pub describe: bool,
 }
 
 impl Encoder<'_> {
@@ -226,7 +258,9 @@ impl Encoder<'_> {
 
     pub fn example(&self, sample: Sample) -> Result<Example> {
         let prompt = self.prompt(&sample)?;
-        let mut response = self.tokenizer.encode(&response_text(&sample.row))?;
+        let mut response = self
+            .tokenizer
+            .encode(&response_text(&sample.row, self.describe))?;
         response.push(self.im_end);
         Ok(Example {
             prompt,
@@ -280,6 +314,36 @@ mod tests {
         assert!(is_correct("<answer>C: c</answer>", &row));
         assert!(!is_correct("<answer>D</answer>", &row));
         assert!(!is_correct("C", &row));
+    }
+
+    #[test]
+    fn a_described_trace_names_every_visual_fact() {
+        let mix = TaskMix::with_options(56, 50, false).unwrap();
+        let (mut with_lesion, mut without) = (0, 0);
+        for i in 0..40 {
+            let row = mix.med_sample(i, 1).row;
+            let short = response_text(&row, false);
+            let long = response_text(&row, true);
+            let meta = |k: &str| row.meta_str(k).unwrap().to_string();
+            assert!(long.starts_with(&format!(
+                "<think>This is a {} image of the {} with ",
+                meta("modality"),
+                meta("anatomy")
+            )));
+            // Both end the same way: answer text, letter, answer tag.
+            let tail = short.split(" It shows ").nth(1).unwrap();
+            assert!(long.ends_with(tail), "{long} / {short}");
+            if let Some(place) = row.meta_str("location") {
+                let grade = row.meta["grade"].as_u64().unwrap();
+                let lesion = format!("a grade {grade} {} in the {place}.", meta("finding"));
+                assert!(long.contains(&lesion), "{long}");
+                with_lesion += 1;
+            } else {
+                assert!(long.contains("with no lesion."), "{long}");
+                without += 1;
+            }
+        }
+        assert!(with_lesion > 0 && without > 0);
     }
 
     #[test]

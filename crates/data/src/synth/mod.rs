@@ -139,8 +139,6 @@ pub fn write_dataset_dir(
     Ok(jsonl_path)
 }
 
-/// Shuffle `options` (the correct one at `correct`) with `rng` and return the
-/// new list and the correct letter, so the right letter is uniform over A-D.
 /// Options in a fixed order, for models too small to find a named option
 /// in a shuffled list: as listed, or, when the options are a drawn subset
 /// of the known list `order` (such as 3 random distractors), the others in
@@ -171,6 +169,8 @@ pub(crate) fn fixed_options(
     (options, letter)
 }
 
+/// Shuffle `options` (the correct one at `correct`) with `rng` and return the
+/// new list and the correct letter, so the right letter is uniform over A-D.
 pub(crate) fn shuffle_options(
     rng: &mut ChaCha8Rng,
     options: Vec<String>,

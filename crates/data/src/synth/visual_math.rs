@@ -13,7 +13,8 @@ use crate::row::{format_multiple_choice, Row};
 use crate::synth::draw::{self, grey, Shape, NAMED_COLORS};
 use crate::synth::text_logic::NUMERIC_VERIFIER;
 use crate::synth::{
-    check_image_size, image_paths, sample_id, sample_rng, shuffle_options, Sample, TaskGenerator,
+    check_image_size, fixed_options, image_paths, sample_id, sample_rng, shuffle_options, Sample,
+    TaskGenerator,
 };
 
 /// Configuration of [`VisualMath`].
@@ -21,11 +22,20 @@ use crate::synth::{
 pub struct VisualMathConfig {
     /// Square image side; a positive multiple of 28.
     pub image_size: u32,
+    /// Shuffle the options of "which bar is tallest/shortest" (the
+    /// default). When off, the options list the bars left to right, so the
+    /// letter is the position of the answer bar in the image: a tiny model
+    /// can learn that from pixels, but not a named option's place in a
+    /// shuffled list (docs/bundled-model.md).
+    pub shuffle_options: bool,
 }
 
 impl Default for VisualMathConfig {
     fn default() -> Self {
-        Self { image_size: 112 }
+        Self {
+            image_size: 112,
+            shuffle_options: true,
+        }
     }
 }
 
@@ -167,7 +177,11 @@ impl TaskGenerator for VisualMath {
                     heights.iter().enumerate().min_by_key(|(_, h)| **h)
                 };
                 let correct = pick.map(|(i, _)| i).unwrap_or(0);
-                let (opts, letter) = shuffle_options(&mut rng, names.clone(), correct);
+                let (opts, letter) = if self.config.shuffle_options {
+                    shuffle_options(&mut rng, names.clone(), correct)
+                } else {
+                    fixed_options(names.clone(), correct, None)
+                };
                 let word = if tallest { "tallest" } else { "shortest" };
                 (
                     format_multiple_choice(&format!("Which bar is the {word}?"), &opts),
