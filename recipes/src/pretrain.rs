@@ -29,6 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vlrl::backend::{Cpu, CpuTrain};
+use vlrl::data::QuestionType;
 use vlrl::qwen::init::{write_random_init, Qwen2VlSpec};
 use vlrl::qwen::save::save_qwen2_vl;
 use vlrl::qwen::{
@@ -61,6 +62,14 @@ pub struct PretrainConfig {
     /// model: yes; from stint 4 on: no, see docs/bundled-model.md). The
     /// tokenizer corpus always uses shuffled options.
     pub shuffle_options: bool,
+    /// Med-R1 question types asked in SFT (labels or abbreviations, as
+    /// `QuestionType::parse_loose` reads them; empty = all five). The
+    /// traces still describe every visual fact with `describe_image`, so a
+    /// type left out here is perceived but never asked: the bundled model
+    /// leaves modality and anatomy questions to RL (Med-R1's cross-task
+    /// generalization in miniature; docs/bundled-model.md). Held-out
+    /// evaluations always ask all five.
+    pub sft_question_types: Vec<String>,
     /// Whether target traces describe the whole image before answering
     /// (`data::response_text`; off for the first bundled model, on from the
     /// second).
@@ -111,6 +120,7 @@ impl Default for PretrainConfig {
             lookup_per_mille: 0,
             shuffle_options: true,
             describe_image: false,
+            sft_question_types: Vec::new(),
             hidden_size: 128,
             intermediate_size: 352,
             num_hidden_layers: 4,
@@ -393,7 +403,8 @@ pub fn pretrain_from(
     // without them share one tokenizer (and `--init-from` works across).
     let corpus_mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
     let mix = TaskMix::with_options(cfg.image_size, cfg.side_task_per_mille, cfg.shuffle_options)?
-        .with_lookup(cfg.lookup_per_mille);
+        .with_lookup(cfg.lookup_per_mille)
+        .with_question_types(&sft_question_types(cfg)?)?;
 
     // 1. Tokenizer.
     let started = Instant::now();
@@ -588,6 +599,20 @@ pub fn pretrain_from(
     text.push('\n');
     vlrl::qwen::save::write_atomic(&out.join("pretrain_report.json"), text.as_bytes())?;
     Ok(report)
+}
+
+/// The question types SFT asks (`sft_question_types`; all when empty).
+fn sft_question_types(cfg: &PretrainConfig) -> Result<Vec<QuestionType>> {
+    if cfg.sft_question_types.is_empty() {
+        return Ok(QuestionType::ALL.to_vec());
+    }
+    cfg.sft_question_types
+        .iter()
+        .map(|t| {
+            t.parse::<QuestionType>()
+                .map_err(|e| anyhow!("sft_question_types: {e}"))
+        })
+        .collect()
 }
 
 fn tokens_per_image(processor: &ProcessorConfig, image_size: u32) -> Result<usize> {

@@ -103,6 +103,20 @@ fn a_few_sft_steps_lower_the_loss_and_the_checkpoint_reloads() {
 }
 
 #[test]
+fn an_unknown_sft_question_type_is_named() {
+    let cfg = PretrainConfig {
+        sft_question_types: vec!["DD".into(), "colour".into()],
+        ..tiny_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", pretrain(&cfg, dir.path()).unwrap_err());
+    assert!(
+        err.contains("sft_question_types") && err.contains("colour"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_same_seed_gives_the_same_checkpoint() {
     let cfg = PretrainConfig {
         max_steps: 3,

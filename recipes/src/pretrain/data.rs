@@ -6,7 +6,7 @@
 use anyhow::{anyhow, Result};
 use serde_json::json;
 use vlrl::data::synth::{MedSynth, TextLogic, VisualMath, VisualMathConfig};
-use vlrl::data::{Row, Sample, TaskGenerator};
+use vlrl::data::{QuestionType, Row, Sample, TaskGenerator};
 use vlrl::qwen::QwenTokenizer;
 
 /// R1-V / Med-R1's question template (`open_r1/grpo.py`), multiple choice.
@@ -138,6 +138,16 @@ impl TaskMix {
     pub fn with_lookup(mut self, per_mille: u64) -> Self {
         self.lookup_per_mille = per_mille;
         self
+    }
+
+    /// Restricts med-synth to `types` (balanced over them, each cycled
+    /// through the eight modalities).
+    pub fn with_question_types(mut self, types: &[QuestionType]) -> Result<Self> {
+        self.med = MedSynth::new(vlrl::data::synth::MedSynthConfig {
+            question_types: types.to_vec(),
+            ..self.med.config().clone()
+        })?;
+        Ok(self)
     }
 
     /// Deterministic source of training index `i`.
@@ -344,6 +354,27 @@ mod tests {
             }
         }
         assert!(with_lesion > 0 && without > 0);
+    }
+
+    #[test]
+    fn sft_can_leave_question_types_out() {
+        let asked = [QuestionType::DiseaseDiagnosis, QuestionType::LesionGrading];
+        let mix = TaskMix::with_options(56, 50, false)
+            .unwrap()
+            .with_question_types(&asked)
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let row = mix.train_sample(i, 2).row;
+            if row.source == "med-synth" {
+                seen.insert(QuestionType::of_row(&row).unwrap());
+            }
+        }
+        assert_eq!(seen, asked.into_iter().collect());
+        assert!(TaskMix::new(56, 50)
+            .unwrap()
+            .with_question_types(&[])
+            .is_err());
     }
 
     #[test]
