@@ -70,6 +70,10 @@ pub struct PretrainConfig {
     /// generalization in miniature; docs/bundled-model.md). Held-out
     /// evaluations always ask all five.
     pub sft_question_types: Vec<String>,
+    /// Question types whose options SFT shuffles while the others keep
+    /// `shuffle_options`'s order (evaluation and RL use that order for
+    /// all): the model learns to name these answers but not their letters.
+    pub shuffled_question_types: Vec<String>,
     /// Whether target traces describe the whole image before answering
     /// (`data::response_text`; off for the first bundled model, on from the
     /// second).
@@ -91,6 +95,10 @@ pub struct PretrainConfig {
     pub weight_decay: f32,
     pub grad_clip: f32,
     pub max_steps: usize,
+    /// Length of the cosine learning-rate schedule (0 = `max_steps`). A run
+    /// with `max_steps` below it stops part-way down the schedule, exactly
+    /// where a longer run's `save_every` snapshot of that step is.
+    pub lr_schedule_steps: usize,
     /// Wall-clock budget for the training loop (0 = none).
     pub max_minutes: f64,
     pub eval_every: usize,
@@ -121,6 +129,7 @@ impl Default for PretrainConfig {
             shuffle_options: true,
             describe_image: false,
             sft_question_types: Vec::new(),
+            shuffled_question_types: Vec::new(),
             hidden_size: 128,
             intermediate_size: 352,
             num_hidden_layers: 4,
@@ -138,6 +147,7 @@ impl Default for PretrainConfig {
             weight_decay: 0.01,
             grad_clip: 1.0,
             max_steps: 3_000,
+            lr_schedule_steps: 0,
             max_minutes: 30.0,
             eval_every: 100,
             eval_samples: 80,
@@ -404,7 +414,14 @@ pub fn pretrain_from(
     let corpus_mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
     let mix = TaskMix::with_options(cfg.image_size, cfg.side_task_per_mille, cfg.shuffle_options)?
         .with_lookup(cfg.lookup_per_mille)
-        .with_question_types(&sft_question_types(cfg)?)?;
+        .with_question_types(&question_types(
+            "sft_question_types",
+            &cfg.sft_question_types,
+        )?)?
+        .with_shuffled_types(&question_types(
+            "shuffled_question_types",
+            &cfg.shuffled_question_types,
+        )?)?;
 
     // 1. Tokenizer.
     let started = Instant::now();
@@ -601,16 +618,17 @@ pub fn pretrain_from(
     Ok(report)
 }
 
-/// The question types SFT asks (`sft_question_types`; all when empty).
-fn sft_question_types(cfg: &PretrainConfig) -> Result<Vec<QuestionType>> {
-    if cfg.sft_question_types.is_empty() {
+/// Parses the question types of config field `field`; an empty
+/// `sft_question_types` means all five.
+fn question_types(field: &str, names: &[String]) -> Result<Vec<QuestionType>> {
+    if names.is_empty() && field == "sft_question_types" {
         return Ok(QuestionType::ALL.to_vec());
     }
-    cfg.sft_question_types
+    names
         .iter()
         .map(|t| {
             t.parse::<QuestionType>()
-                .map_err(|e| anyhow!("sft_question_types: {e}"))
+                .map_err(|e| anyhow!("{field}: {e}"))
         })
         .collect()
 }
@@ -628,7 +646,11 @@ fn learning_rate(cfg: &PretrainConfig, step: usize) -> f64 {
     if step <= cfg.warmup_steps {
         return cfg.lr * step as f64 / cfg.warmup_steps.max(1) as f64;
     }
-    let span = cfg.max_steps.saturating_sub(cfg.warmup_steps).max(1) as f64;
+    let length = match cfg.lr_schedule_steps {
+        0 => cfg.max_steps,
+        n => n,
+    };
+    let span = length.saturating_sub(cfg.warmup_steps).max(1) as f64;
     let t = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
     cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
 }

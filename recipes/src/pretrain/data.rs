@@ -98,6 +98,9 @@ pub struct TaskMix {
     side_per_mille: u64,
     /// Per mille of text-only option-lookup drills (see [`TaskMix::with_lookup`]).
     lookup_per_mille: u64,
+    /// Question types whose options are shuffled whatever `med` does, and
+    /// the generator that shuffles them (see [`TaskMix::with_shuffled_types`]).
+    shuffled: Option<(Vec<QuestionType>, MedSynth)>,
 }
 
 impl TaskMix {
@@ -125,6 +128,7 @@ impl TaskMix {
             visual_math,
             side_per_mille,
             lookup_per_mille: 0,
+            shuffled: None,
         })
     }
 
@@ -147,6 +151,28 @@ impl TaskMix {
             question_types: types.to_vec(),
             ..self.med.config().clone()
         })?;
+        match self.shuffled.take() {
+            Some((shuffled, _)) => self.with_shuffled_types(&shuffled),
+            None => Ok(self),
+        }
+    }
+
+    /// Shuffles the options of questions of `types` (same image, latents
+    /// and answer; only the option order and so the letter differ), while
+    /// the other types keep the mix's order. With fixed order elsewhere, the
+    /// model learns to name these answers but not their letters in the fixed
+    /// order that evaluation and RL use: the bundled model leaves modality
+    /// recognition's letters to RL this way (docs/bundled-model.md).
+    pub fn with_shuffled_types(mut self, types: &[QuestionType]) -> Result<Self> {
+        self.shuffled = if types.is_empty() {
+            None
+        } else {
+            let generator = MedSynth::new(vlrl::data::synth::MedSynthConfig {
+                shuffle_options: true,
+                ..self.med.config().clone()
+            })?;
+            Some((types.to_vec(), generator))
+        };
         Ok(self)
     }
 
@@ -168,7 +194,18 @@ impl TaskMix {
     /// Training sample `i` of `seed`.
     pub fn train_sample(&self, i: u64, seed: u64) -> Sample {
         match self.source(i) {
-            Source::Med => self.med.sample(i, seed),
+            Source::Med => {
+                let sample = self.med.sample(i, seed);
+                match &self.shuffled {
+                    Some((types, generator))
+                        if QuestionType::of_row(&sample.row)
+                            .is_some_and(|q| types.contains(&q)) =>
+                    {
+                        generator.sample(i, seed)
+                    }
+                    _ => sample,
+                }
+            }
             Source::TextLogic => TextLogic.sample(i, seed),
             Source::VisualMath => self.visual_math.sample(i, seed),
             Source::OptionLookup => self.lookup_sample(i, seed),
@@ -375,6 +412,31 @@ mod tests {
             .unwrap()
             .with_question_types(&[])
             .is_err());
+    }
+
+    #[test]
+    fn shuffled_types_keep_the_image_and_answer_but_not_the_order() {
+        let fixed = TaskMix::with_options(56, 0, false).unwrap();
+        let mixed = fixed
+            .clone()
+            .with_shuffled_types(&[QuestionType::ModalityRecognition])
+            .unwrap();
+        let (mut reordered, mut modality) = (0, 0);
+        for i in 0..400 {
+            let (a, b) = (fixed.train_sample(i, 6), mixed.train_sample(i, 6));
+            assert_eq!(a.images, b.images);
+            assert_eq!(a.row.meta_str("answer_text"), b.row.meta_str("answer_text"));
+            if QuestionType::of_row(&a.row) == Some(QuestionType::ModalityRecognition) {
+                modality += 1;
+                reordered += usize::from(a.row.options != b.row.options);
+            } else {
+                assert_eq!(a.row, b.row);
+            }
+        }
+        assert!(
+            modality > 50 && reordered > modality / 2,
+            "{reordered}/{modality}"
+        );
     }
 
     #[test]
