@@ -993,3 +993,31 @@ fn dump_logits(dir: &Path, cfg: &PretrainConfig, path: &Path) -> Result<()> {
     println!("wrote reference logits {:?} to {}", dims, path.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shorter_run_follows_the_longer_schedule() {
+        let long = PretrainConfig {
+            max_steps: 4500,
+            ..PretrainConfig::default()
+        };
+        let cut = PretrainConfig {
+            max_steps: 2500,
+            lr_schedule_steps: 4500,
+            ..long.clone()
+        };
+        let own = PretrainConfig {
+            max_steps: 2500,
+            ..long.clone()
+        };
+        for step in [1, 50, 51, 1000, 2500] {
+            assert_eq!(learning_rate(&cut, step), learning_rate(&long, step));
+        }
+        // Its own schedule would have decayed to 10% by its last step.
+        assert!((learning_rate(&own, 2500) - 0.1 * own.lr).abs() < 1e-12);
+        assert!(learning_rate(&cut, 2500) > 0.4 * cut.lr, "about half way down");
+    }
+}
