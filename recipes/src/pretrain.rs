@@ -63,20 +63,21 @@ pub struct PretrainConfig {
     /// tokenizer corpus always uses shuffled options.
     pub shuffle_options: bool,
     /// Med-R1 question types asked in SFT (labels or abbreviations, as
-    /// `QuestionType::parse_loose` reads them; empty = all five). The
-    /// traces still describe every visual fact with `describe_image`, so a
-    /// type left out here is perceived but never asked: the bundled model
-    /// leaves modality and anatomy questions to RL (Med-R1's cross-task
-    /// generalization in miniature; docs/bundled-model.md). Held-out
+    /// `QuestionType::parse_loose` reads them; empty = all five). With
+    /// `describe_image` a type left out is still perceived (every trace
+    /// describes it) but never asked, leaving it to RL: Med-R1's
+    /// cross-task generalization in miniature (tried as "v3" in stop 13; 60
+    /// GRPO steps did not learn it, docs/bundled-model.md). Held-out
     /// evaluations always ask all five.
     pub sft_question_types: Vec<String>,
     /// Question types whose options SFT shuffles while the others keep
     /// `shuffle_options`'s order (evaluation and RL use that order for
-    /// all): the model learns to name these answers but not their letters.
+    /// all): the model learns to name these answers but not their letters
+    /// ("v4" in stop 13, docs/bundled-model.md).
     pub shuffled_question_types: Vec<String>,
     /// Whether target traces describe the whole image before answering
-    /// (`data::response_text`; off for the first bundled model, on from the
-    /// second).
+    /// (`data::response_text`; off for `assets/med-tiny`, on in
+    /// `recipes/configs/pretrain-v2.toml`).
     pub describe_image: bool,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -414,10 +415,10 @@ pub fn pretrain_from(
     let corpus_mix = TaskMix::new(cfg.image_size, cfg.side_task_per_mille)?;
     let mix = TaskMix::with_options(cfg.image_size, cfg.side_task_per_mille, cfg.shuffle_options)?
         .with_lookup(cfg.lookup_per_mille)
-        .with_question_types(&question_types(
-            "sft_question_types",
-            &cfg.sft_question_types,
-        )?)?
+        .with_question_types(&match cfg.sft_question_types.as_slice() {
+            [] => QuestionType::ALL.to_vec(),
+            names => question_types("sft_question_types", names)?,
+        })?
         .with_shuffled_types(&question_types(
             "shuffled_question_types",
             &cfg.shuffled_question_types,
@@ -618,12 +619,8 @@ pub fn pretrain_from(
     Ok(report)
 }
 
-/// Parses the question types of config field `field`; an empty
-/// `sft_question_types` means all five.
+/// Parses the question types named in config field `field`.
 fn question_types(field: &str, names: &[String]) -> Result<Vec<QuestionType>> {
-    if names.is_empty() && field == "sft_question_types" {
-        return Ok(QuestionType::ALL.to_vec());
-    }
     names
         .iter()
         .map(|t| {
@@ -1018,6 +1015,9 @@ mod tests {
         }
         // Its own schedule would have decayed to 10% by its last step.
         assert!((learning_rate(&own, 2500) - 0.1 * own.lr).abs() < 1e-12);
-        assert!(learning_rate(&cut, 2500) > 0.4 * cut.lr, "about half way down");
+        assert!(
+            learning_rate(&cut, 2500) > 0.4 * cut.lr,
+            "about half way down"
+        );
     }
 }

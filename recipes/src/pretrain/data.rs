@@ -161,8 +161,8 @@ impl TaskMix {
     /// and answer; only the option order and so the letter differ), while
     /// the other types keep the mix's order. With fixed order elsewhere, the
     /// model learns to name these answers but not their letters in the fixed
-    /// order that evaluation and RL use: the bundled model leaves modality
-    /// recognition's letters to RL this way (docs/bundled-model.md).
+    /// order that evaluation and RL use, leaving the letters to RL ("v4" of
+    /// stop 13 did this for modality recognition, docs/bundled-model.md).
     pub fn with_shuffled_types(mut self, types: &[QuestionType]) -> Result<Self> {
         self.shuffled = if types.is_empty() {
             None
