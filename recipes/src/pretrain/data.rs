@@ -194,18 +194,12 @@ impl TaskMix {
     /// Training sample `i` of `seed`.
     pub fn train_sample(&self, i: u64, seed: u64) -> Sample {
         match self.source(i) {
-            Source::Med => {
-                let sample = self.med.sample(i, seed);
-                match &self.shuffled {
-                    Some((types, generator))
-                        if QuestionType::of_row(&sample.row)
-                            .is_some_and(|q| types.contains(&q)) =>
-                    {
-                        generator.sample(i, seed)
-                    }
-                    _ => sample,
+            Source::Med => match &self.shuffled {
+                Some((types, generator)) if types.contains(&self.med.question_type(i)) => {
+                    generator.sample(i, seed)
                 }
-            }
+                _ => self.med.sample(i, seed),
+            },
             Source::TextLogic => TextLogic.sample(i, seed),
             Source::VisualMath => self.visual_math.sample(i, seed),
             Source::OptionLookup => self.lookup_sample(i, seed),

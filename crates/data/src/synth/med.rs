@@ -282,6 +282,15 @@ impl MedSynth {
         &self.config
     }
 
+    /// The question type of sample `index` (of any seed): the generator
+    /// cycles through modalities first, then question types.
+    pub fn question_type(&self, index: u64) -> QuestionType {
+        let cfg = &self.config;
+        let nm = cfg.modalities.len() as u64;
+        let nq = cfg.question_types.len() as u64;
+        cfg.question_types[((index / nm) % nq) as usize]
+    }
+
     /// Med-R1 cross-modality split: `n` samples grouped by modality, each
     /// group cut at `train_ratio` after a seeded shuffle.
     pub fn split_by_modality(
@@ -554,11 +563,9 @@ impl TaskGenerator for MedSynth {
 
     fn sample(&self, index: u64, seed: u64) -> Sample {
         let cfg = &self.config;
-        let nm = cfg.modalities.len() as u64;
-        let nq = cfg.question_types.len() as u64;
         // Balanced cycling over the configured modality x question type grid.
-        let modality = cfg.modalities[(index % nm) as usize];
-        let qtype = cfg.question_types[((index / nm) % nq) as usize];
+        let modality = cfg.modalities[(index % cfg.modalities.len() as u64) as usize];
+        let qtype = self.question_type(index);
         // The stream is keyed by the cell too, so a CT-only set and an
         // MRI-only set made with the same seed do not share their latents.
         let key = format!("{}/{}/{}", self.name(), modality.label(), qtype.label());
