@@ -2,7 +2,8 @@
 //! Qwen2 decoder block forward / forward+backward, on burn's `Flex` and
 //! `NdArray`. Results and the decision are in `docs/benchmarks.md`.
 //!
-//! `cargo bench -p vlrl --bench backend`. Throughput is reported as
+//! `cargo bench -p vlrl --bench backend` (add `--features cuda` for the GPU
+//! rows). Throughput is reported as
 //! "elem/s": FLOP/s for matmul, tokens/s for the decoder block.
 
 mod common;
@@ -85,6 +86,13 @@ fn matmul(c: &mut Criterion) {
     for shape in [[1, 512, 512, 512], [1, 1024, 1024, 1024], [8, 128, 64, 128]] {
         matmul_case::<Cpu>(&mut group, "flex", shape);
         matmul_case::<NdArray>(&mut group, "ndarray", shape);
+        #[cfg(feature = "cuda")]
+        matmul_case::<vlrl::backend::Cuda>(&mut group, "cuda", shape);
+    }
+    // Sizes only the GPU finishes in a benchmark's time.
+    #[cfg(feature = "cuda")]
+    for shape in [[1, 4096, 4096, 4096], [32, 512, 128, 512]] {
+        matmul_case::<vlrl::backend::Cuda>(&mut group, "cuda", shape);
     }
     group.finish();
 }
@@ -123,6 +131,7 @@ fn block_forward<B: Backend>(group: &mut BenchmarkGroup<WallTime>, backend: &str
 
 fn block_backward<B: AutodiffBackend>(group: &mut BenchmarkGroup<WallTime>, backend: &str) {
     let x = block_input::<B>();
+    let device = B::Device::default();
     let step = || {
         let out = x.model.forward_embeds(
             x.embeds.clone().require_grad(),
@@ -130,7 +139,10 @@ fn block_backward<B: AutodiffBackend>(group: &mut BenchmarkGroup<WallTime>, back
             &x.mask,
             None,
         );
-        out.powf_scalar(2.0).mean().backward()
+        let grads = out.powf_scalar(2.0).mean().backward();
+        // A GPU backend returns before its kernels finish.
+        B::sync(&device).expect("sync");
+        grads
     };
     // The gradient really reaches the weights (so the timing is a full backward).
     let grads = step();
@@ -149,6 +161,11 @@ fn decoder_block(c: &mut Criterion) {
     block_forward::<NdArray>(&mut group, "ndarray");
     block_backward::<FlexTrain>(&mut group, "flex");
     block_backward::<NdArrayTrain>(&mut group, "ndarray");
+    #[cfg(feature = "cuda")]
+    {
+        block_forward::<vlrl::backend::Cuda>(&mut group, "cuda");
+        block_backward::<vlrl::backend::CudaTrain>(&mut group, "cuda");
+    }
     group.finish();
 }
 

@@ -9,7 +9,8 @@
 //! `benches/compare/run.sh` runs both and prints the ratios.
 //!
 //! `cargo bench -p vlrl --bench generate`; `VLRL_BENCH_BACKENDS=flex,ndarray`
-//! picks backends (default `flex`, the code's `vlrl::backend::Cpu`);
+//! picks backends (default `flex`, the code's `vlrl::backend::Cpu`; `cuda`
+//! with `--features cuda`);
 //! `flex-contig` is Flex with every `Linear` weight copied to a contiguous
 //! `[in, out]` tensor after loading, which measures the fix proposed in
 //! `docs/benchmarks.md` (the loader's transposed views are re-copied by
@@ -135,7 +136,9 @@ fn run(c: &mut Criterion, name: &str, dir: &Path) {
             "flex-contig" => bench_model::<Cpu>(&mut group, "flex-contig", dir, true),
             "ndarray" => bench_model::<NdArray>(&mut group, "ndarray", dir, false),
             "ndarray-contig" => bench_model::<NdArray>(&mut group, "ndarray-contig", dir, true),
-            other => panic!("unknown backend `{other}` in VLRL_BENCH_BACKENDS (flex, flex-contig, ndarray, ndarray-contig)"),
+            #[cfg(feature = "cuda")]
+            "cuda" => bench_model::<vlrl::backend::Cuda>(&mut group, "cuda", dir, false),
+            other => panic!("unknown backend `{other}` in VLRL_BENCH_BACKENDS (flex, flex-contig, ndarray, ndarray-contig; cuda with --features cuda)"),
         }
     }
     group.finish();

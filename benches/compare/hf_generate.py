@@ -2,7 +2,7 @@
 """Hugging Face side of the generation benchmark (issue 3, "Benchmarks").
 
 Times `Qwen2ForCausalLM.generate` (greedy, KV cache, f32, torch CPU with
-`--threads` threads) on the same checkpoint directories, prompts and
+`--threads` threads, or `--device cuda`) on the same checkpoint directories, prompts and
 (batch, prompt length, new tokens) cases as `benches/generate.rs`:
 
   prefill tokens/s = batch * prompt_len / t(max_new_tokens=1)
@@ -35,7 +35,13 @@ def prompt(row: int, length: int, vocab: int) -> list[int]:
     return [(i * 7919 + row * 104729) % (vocab - 16) + 8 for i in range(length)]
 
 
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def timed_generate(model, input_ids, attention_mask, max_new: int) -> tuple[float, torch.Tensor]:
+    sync(str(input_ids.device))
     start = time.perf_counter()
     out = model.generate(
         input_ids=input_ids,
@@ -44,11 +50,12 @@ def timed_generate(model, input_ids, attention_mask, max_new: int) -> tuple[floa
         do_sample=False,
         use_cache=True,
     )
+    sync(str(input_ids.device))
     return time.perf_counter() - start, out
 
 
-def bench_model(name: str, path: str, repeats: int) -> list[dict]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+def bench_model(name: str, path: str, repeats: int, device: str) -> list[dict]:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
     model.eval()
     # Random weights: never stop early, always produce exactly N tokens.
     model.generation_config.eos_token_id = None
@@ -57,7 +64,7 @@ def bench_model(name: str, path: str, repeats: int) -> list[dict]:
     rows = []
     with torch.inference_mode():
         for batch, length, new in CASES:
-            ids = torch.tensor([prompt(r, length, vocab) for r in range(batch)], dtype=torch.long)
+            ids = torch.tensor([prompt(r, length, vocab) for r in range(batch)], dtype=torch.long, device=device)
             mask = torch.ones_like(ids)
             times = {}
             for label, max_new in (("prefill", 1), ("generate", new)):
@@ -69,6 +76,7 @@ def bench_model(name: str, path: str, repeats: int) -> list[dict]:
             rows.append(
                 {
                     "model": name,
+                    "device": device,
                     "batch": batch,
                     "prompt_len": length,
                     "new_tokens": new,
@@ -94,6 +102,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -104,13 +113,16 @@ def main() -> None:
         name, _, path = spec.partition("=")
         if not path:
             sys.exit(f"--model expects NAME=DIR, got {spec!r}")
-        results.extend(bench_model(name, path, args.repeats))
+        results.extend(bench_model(name, path, args.repeats, args.device))
     if args.json:
         meta = {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
+            "device": args.device,
+            # TF32 off (torch's default for matmul): f32 on both sides.
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         }
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)

@@ -75,7 +75,9 @@ fn merge_and_unmerge_preserve_outputs_and_weights() {
     let w0 = n.proj.base.weight.val();
     let merged = n.proj.clone().merge();
     assert!(merged.is_merged());
-    assert!(max_diff(merged.forward(x.clone()), before.clone()) < 1e-5);
+    // Merged and separate paths multiply in different shapes (TF32 on CUDA).
+    let tol = common::tolerance(1e-5, &before.to_data().to_vec::<f32>().unwrap());
+    assert!(max_diff(merged.forward(x.clone()), before.clone()) < tol);
     assert!(
         max_diff(merged.base.weight.val(), w0.clone()) > 1e-3,
         "merge changed W"
@@ -83,7 +85,7 @@ fn merge_and_unmerge_preserve_outputs_and_weights() {
     let back = merged.unmerge();
     assert!(!back.is_merged());
     assert!(max_diff(back.base.weight.val(), w0) < 1e-6);
-    assert!(max_diff(back.forward(x), before) < 1e-5);
+    assert!(max_diff(back.forward(x), before) < tol);
 }
 
 #[test]

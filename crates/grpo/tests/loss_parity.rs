@@ -2,7 +2,8 @@
 //! reference (`tools/grpo_reference.py`, TRL / verl formulas), and a
 //! finite-difference check of the surrogate-loss gradient.
 
-use burn::backend::{Autodiff, Flex};
+mod common;
+
 use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
 use vlrl_grpo::advantage::compute_advantages;
@@ -10,7 +11,7 @@ use vlrl_grpo::config::{AdvantageConfig, AdvantageEstimator, KlPlacement, LossCo
 use vlrl_grpo::loss::{aggregation_weights, policy_loss, BatchNorm, LossInputs};
 use vlrl_grpo::TrainRng;
 
-type B = Autodiff<Flex>;
+use common::B;
 
 fn fixture() -> Value {
     let path = concat!(

@@ -51,6 +51,7 @@ fn logits_match_transformers() {
                 }
             }
             eprintln!("{name}/{case_name}: max |Δlogits| = {max_err:e}");
+            let tol = common::tolerance(tol, &want);
             assert!(
                 max_err <= tol,
                 "{name}/{case_name}: max abs error {max_err} > {tol}"

@@ -1,7 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use burn::backend::{Autodiff, Flex};
+#[path = "../../../../tests/support/tolerance.rs"]
+mod tolerance;
+#[allow(unused_imports)]
+pub use tolerance::tolerance;
+
+use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -9,7 +14,11 @@ use vlrl_grpo::toy::{PatternTask, ToyConfig, ToyPolicy};
 use vlrl_grpo::trainer::{RunOptions, Trainer};
 use vlrl_grpo::GrpoConfig;
 
-pub type B = Autodiff<Flex>;
+/// The backend the tests train on: the CPU one, or the GPU with `--features cuda`.
+#[cfg(not(feature = "cuda"))]
+pub type B = Autodiff<burn::backend::Flex>;
+#[cfg(feature = "cuda")]
+pub type B = Autodiff<burn::backend::Cuda>;
 
 /// The toy policy with weights drawn from `seed`.
 pub fn toy_policy(seed: u64) -> ToyPolicy<B> {

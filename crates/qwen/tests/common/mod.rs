@@ -4,7 +4,16 @@
 
 use std::path::PathBuf;
 
+#[path = "../../../../tests/support/tolerance.rs"]
+mod tolerance;
+#[allow(unused_imports)]
+pub use tolerance::tolerance;
+
+/// The backend the tests run on: the CPU one, or the GPU with `--features cuda`.
+#[cfg(not(feature = "cuda"))]
 pub type B = burn::backend::Flex;
+#[cfg(feature = "cuda")]
+pub type B = burn::backend::Cuda;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
