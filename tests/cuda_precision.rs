@@ -1,5 +1,5 @@
 //! What precision an f32 matmul has on the GPU backend, measured rather than
-//! assumed: the parity tolerances on CUDA (`tests/support/tolerance.rs`) rest
+//! assumed: the parity tolerances on CUDA (`tests/support/backend.rs`) rest
 //! on it. burn-cuda picks among plain-f32 and tensor-core matmul kernels; the
 //! tensor-core ones read f32 inputs as TF32 (10-bit mantissa). This test
 //! prints which input precision explains the result best and checks that the
@@ -7,8 +7,8 @@
 //! `cargo test -p vlrl --features cuda --test cuda_precision -- --nocapture`.
 #![cfg(feature = "cuda")]
 
-#[path = "support/tolerance.rs"]
-mod tolerance;
+#[path = "support/backend.rs"]
+mod backend;
 
 use burn::tensor::{Tensor, TensorData};
 use vlrl::backend::Cuda;
@@ -88,7 +88,7 @@ fn gpu_f32_matmul_is_f32_or_tf32() {
     // exact product. On an H200 the result was 2.8e-4 of max |C| from it and
     // 10x closer (2.7e-5) to the product of TF32-rounded inputs.
     assert!(
-        err_f32 <= f64::from(tolerance::TF32_RELATIVE),
+        err_f32 <= f64::from(backend::TF32_RELATIVE),
         "the GPU matmul is {err_f32:.2e} of max |C| from the exact product"
     );
 }

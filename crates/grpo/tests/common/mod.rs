@@ -1,10 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-#[path = "../../../../tests/support/tolerance.rs"]
-mod tolerance;
+#[path = "../../../../tests/support/backend.rs"]
+mod backend;
 #[allow(unused_imports)]
-pub use tolerance::tolerance;
+pub use backend::tolerance;
 
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -14,11 +14,7 @@ use vlrl_grpo::toy::{PatternTask, ToyConfig, ToyPolicy};
 use vlrl_grpo::trainer::{RunOptions, Trainer};
 use vlrl_grpo::GrpoConfig;
 
-/// The backend the tests train on: the CPU one, or the GPU with `--features cuda`.
-#[cfg(not(feature = "cuda"))]
-pub type B = Autodiff<burn::backend::Flex>;
-#[cfg(feature = "cuda")]
-pub type B = Autodiff<burn::backend::Cuda>;
+pub type B = Autodiff<backend::TestBackend>;
 
 /// The toy policy with weights drawn from `seed`.
 pub fn toy_policy(seed: u64) -> ToyPolicy<B> {

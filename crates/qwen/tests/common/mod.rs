@@ -4,16 +4,12 @@
 
 use std::path::PathBuf;
 
-#[path = "../../../../tests/support/tolerance.rs"]
-mod tolerance;
+#[path = "../../../../tests/support/backend.rs"]
+mod backend;
 #[allow(unused_imports)]
-pub use tolerance::tolerance;
+pub use backend::tolerance;
 
-/// The backend the tests run on: the CPU one, or the GPU with `--features cuda`.
-#[cfg(not(feature = "cuda"))]
-pub type B = burn::backend::Flex;
-#[cfg(feature = "cuda")]
-pub type B = burn::backend::Cuda;
+pub type B = backend::TestBackend;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")

@@ -1,6 +1,15 @@
-//! How close the parity tests require our outputs to be to the fp32
-//! reference, per backend. Shared by the crates' test helpers with
-//! `#[path = ".../tests/support/tolerance.rs"] mod tolerance;`.
+//! The backend the crates' tests run on, and how close their outputs must be
+//! to the fp32 references on it. Shared by the test helpers with
+//! `#[path = ".../tests/support/backend.rs"] mod backend;`.
+
+/// The CPU backend, or the GPU with the crate's `cuda` feature
+/// (`cargo test -p <crate> --features cuda`, docs/gpu.md).
+#[cfg(not(feature = "cuda"))]
+#[allow(dead_code)]
+pub type TestBackend = burn::backend::Flex;
+#[cfg(feature = "cuda")]
+#[allow(dead_code)]
+pub type TestBackend = burn::backend::Cuda;
 
 /// Relative error allowed on the GPU backend. burn-cuda's autotuned matmuls
 /// run f32 inputs on TF32 tensor cores (10-bit mantissa, unit roundoff
