@@ -3,8 +3,8 @@
 //! `NdArray`. Results and the decision are in `docs/benchmarks.md`.
 //!
 //! `cargo bench -p vlrl --bench backend` (add `--features cuda` for the GPU
-//! rows). Throughput is reported as
-//! "elem/s": FLOP/s for matmul, tokens/s for the decoder block.
+//! rows, `docs/gpu.md`). Throughput is reported as "elem/s": FLOP/s for
+//! matmul, tokens/s for the decoder block.
 
 mod common;
 

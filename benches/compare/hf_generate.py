@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Hugging Face side of the generation benchmark (issue 3, "Benchmarks").
 
-Times `Qwen2ForCausalLM.generate` (greedy, KV cache, f32, torch CPU with
-`--threads` threads, or `--device cuda`) on the same checkpoint directories, prompts and
-(batch, prompt length, new tokens) cases as `benches/generate.rs`:
+Times `Qwen2ForCausalLM.generate` (greedy, KV cache, f32; torch CPU with
+`--threads` threads, or `--device cuda`) on the same checkpoint directories,
+prompts and (batch, prompt length, new tokens) cases as `benches/generate.rs`:
 
   prefill tokens/s = batch * prompt_len / t(max_new_tokens=1)
   decode  tokens/s = batch * (N - 1) / (t(max_new_tokens=N) - t(max_new_tokens=1))
