@@ -11,8 +11,8 @@ pub type TestBackend = burn::backend::Flex;
 #[allow(dead_code)]
 pub type TestBackend = burn::backend::Cuda;
 
-/// Relative error allowed on the GPU backend. burn-cuda's autotuned matmuls
-/// run f32 inputs on TF32 tensor cores (10-bit mantissa, unit roundoff
+/// Relative error allowed on the GPU backend. burn-cuda's tensor-core matmuls
+/// run f32 inputs as TF32 (10-bit mantissa, unit roundoff
 /// 4.9e-4), as PyTorch does with `allow_tf32`, so errors grow with the values
 /// rather than staying near f32 rounding. `tests/cuda_precision.rs` shows the
 /// rounding; docs/gpu.md has the errors seen on an H200 (≤ 2.5e-3 of the
