@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,70 @@ pub struct EvalResult {
     pub format: f64,
     /// `group key → group value → (correct, total)`.
     pub by_group: BTreeMap<String, BTreeMap<String, (usize, usize)>>,
+    /// Every graded answer, in prompt order; written next to the tables as
+    /// JSONL (`samples-<model>.jsonl`), not into the JSON report.
+    #[serde(skip)]
+    pub samples: Vec<EvalSample>,
+}
+
+/// One graded answer of an evaluation: what the model wrote and how it
+/// scored, so a table cell can be traced back to the outputs behind it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EvalSample {
+    /// Index of the prompt in the evaluation set.
+    pub index: usize,
+    /// The prompt's grouping keys (modality, task, …).
+    pub groups: BTreeMap<String, String>,
+    /// The decoded completion (special tokens removed).
+    pub completion: String,
+    pub format: f64,
+    pub accuracy: f64,
+}
+
+impl EvalResult {
+    /// Writes [`EvalResult::samples`] as JSONL to `path`.
+    pub fn write_samples(&self, path: &std::path::Path) -> Result<()> {
+        let mut text = String::new();
+        for s in &self.samples {
+            text.push_str(&serde_json::to_string(s)?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// How evaluation answers are drawn: greedy (the papers' tables), or
+/// `samples` answers per prompt at `temperature` — the policy GRPO actually
+/// optimizes, whose accuracy can move where the greedy answer does not.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Decoding {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// Nucleus threshold (1.0 = off).
+    pub top_p: f32,
+    /// Answers per prompt (1 for greedy).
+    pub samples: usize,
+    /// Seed of the first batch (batch `i` uses `seed + i`).
+    pub seed: u64,
+}
+
+impl Decoding {
+    pub const GREEDY: Decoding = Decoding {
+        temperature: 0.0,
+        top_p: 1.0,
+        samples: 1,
+        seed: 0,
+    };
+
+    /// `samples` answers per prompt at `temperature` / `top_p`.
+    pub fn sampled(temperature: f32, top_p: f32, samples: usize, seed: u64) -> Self {
+        Self {
+            temperature,
+            top_p,
+            samples: samples.max(1),
+            seed,
+        }
+    }
 }
 
 /// Runs greedy generation on `prompts` in batches and scores the answers with
@@ -157,10 +221,14 @@ pub fn evaluate<B: Backend>(
         pad_id,
         max_new_tokens,
         batch_size,
+        Decoding::GREEDY,
     )
 }
 
-/// [`evaluate`] for any [`EvalTarget`] stored in the prompts' `target`.
+/// [`evaluate`] for any [`EvalTarget`] stored in the prompts' `target`, with
+/// answers drawn per `decoding`. With several samples per prompt, accuracy,
+/// format and every table cell are means over all answers.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_targets<B: Backend, T: EvalTarget>(
     model: &Qwen2VL<B>,
     tokenizer: &QwenTokenizer,
@@ -169,20 +237,32 @@ pub fn evaluate_targets<B: Backend, T: EvalTarget>(
     pad_id: u32,
     max_new_tokens: usize,
     batch_size: usize,
+    decoding: Decoding,
 ) -> Result<EvalResult> {
     let registry = Registry::with_defaults();
     let ctx = RewardContext::at(0, 1);
     let device = model.language_model.embed_tokens.weight.device();
     let t = model.tokens();
-    let params = SamplingParams {
+    let mut params = SamplingParams {
         max_new_tokens,
         stop_tokens: stop_tokens.to_vec(),
         suppress_tokens: vec![t.image_token_id, t.video_token_id],
+        temperature: decoding.temperature,
+        top_p: (decoding.top_p < 1.0).then_some(decoding.top_p),
         ..Default::default()
     };
+    // Each prompt `samples` times in a row: (prompt index, prompt).
+    let k = decoding.samples.max(1);
+    let expanded: Vec<(usize, &Prompt<VisionExtra>)> = prompts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| std::iter::repeat_n((i, p), k))
+        .collect();
     let mut result = EvalResult::default();
     let (mut correct, mut format_sum) = (0usize, 0f64);
-    for chunk in prompts.chunks(batch_size.max(1)) {
+    for (batch_index, entries) in expanded.chunks(batch_size.max(1)).enumerate() {
+        params.seed = decoding.seed.wrapping_add(batch_index as u64);
+        let chunk: Vec<&Prompt<VisionExtra>> = entries.iter().map(|(_, p)| *p).collect();
         let (input_ids, attention_mask) = vlrl::qwen::generate::left_pad(
             &chunk.iter().map(|p| p.ids.clone()).collect::<Vec<_>>(),
             pad_id,
@@ -211,13 +291,20 @@ pub fn evaluate_targets<B: Backend, T: EvalTarget>(
             ),
         };
         let out = model.generate(&batch, pad_id, &params)?;
-        for (prompt, tokens) in chunk.iter().zip(out.tokens) {
+        for (&(index, prompt), tokens) in entries.iter().zip(out.tokens) {
             let text = tokenizer.decode(&tokens, true)?;
             let target: T = serde_json::from_str(&prompt.target)?;
             let (format, accuracy) = target.score_completion(&registry, &text, &ctx)?;
             let ok = accuracy >= 0.999;
             format_sum += format;
             correct += usize::from(ok);
+            result.samples.push(EvalSample {
+                index,
+                groups: target.groups().clone(),
+                completion: text,
+                format,
+                accuracy,
+            });
             for (key, value) in target.groups() {
                 let cell = result
                     .by_group
@@ -231,8 +318,9 @@ pub fn evaluate_targets<B: Backend, T: EvalTarget>(
         }
     }
     result.n = prompts.len();
-    result.accuracy = correct as f64 / prompts.len().max(1) as f64;
-    result.format = format_sum / prompts.len().max(1) as f64;
+    let answers = expanded.len().max(1) as f64;
+    result.accuracy = correct as f64 / answers;
+    result.format = format_sum / answers;
     Ok(result)
 }
 

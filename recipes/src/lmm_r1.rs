@@ -34,7 +34,7 @@ use vlrl::grpo::config::GrpoConfig;
 use vlrl::grpo::metrics::StepMetrics;
 use vlrl::grpo::policy::Prompt;
 
-use crate::eval::{markdown_table, EvalResult, VerifiedTarget};
+use crate::eval::{markdown_table, Decoding, EvalResult, VerifiedTarget};
 use crate::policy::VisionExtra;
 use crate::pretrain::prompt_text;
 use crate::single_turn::{
@@ -485,6 +485,7 @@ pub fn run(args: LmmR1Args) -> Result<()> {
                 prompts,
                 config.eval_max_new_tokens,
                 config.eval_batch_size,
+                Decoding::GREEDY,
             )
         };
         let r = SetResults {

@@ -23,7 +23,7 @@ use vlrl::data::Row;
 use vlrl::grpo::config::GrpoConfig;
 use vlrl::grpo::policy::Prompt;
 
-use crate::eval::{markdown_table, ChoiceTarget, EvalResult};
+use crate::eval::{markdown_table, ChoiceTarget, Decoding, EvalResult};
 use crate::policy::VisionExtra;
 use crate::single_turn::{set_from, train_stage, Checkpoint, RunFlags, StageOptions, TrainModel};
 use crate::vl_prompt::VlPrompter;
@@ -59,7 +59,8 @@ pub struct MedR1Config {
     /// order the bundled model was trained on (see `MedSynthConfig`).
     pub shuffle_options: bool,
     pub split: Split,
-    /// Modality (`CT`, `MRI`, …) or question-type (`AI`, `DD`, …) to train on.
+    /// Modality (`CT`, `MRI`, …) or question type (`AI`, `DD`, …) to train
+    /// on; a comma-separated list trains on several (`MR,AI`).
     pub train_group: Option<String>,
     /// `{question}` is replaced by the question and its option lines.
     pub prompt_template: String,
@@ -67,6 +68,10 @@ pub struct MedR1Config {
     pub accuracy_weight: f64,
     pub eval_max_new_tokens: usize,
     pub eval_batch_size: usize,
+    /// Besides the greedy answer (the paper's metric), draw this many
+    /// answers per held-out question at the rollout temperature and report
+    /// their mean accuracy: the policy GRPO optimizes. 0 = greedy only.
+    pub eval_samples: usize,
     pub checkpoint_every: u64,
     pub grpo: GrpoConfig,
 }
@@ -89,6 +94,7 @@ impl Default for MedR1Config {
             accuracy_weight: 1.0,
             eval_max_new_tokens: 48,
             eval_batch_size: 16,
+            eval_samples: 0,
             checkpoint_every: 10,
             grpo: GrpoConfig::default(),
         }
@@ -113,6 +119,9 @@ pub struct MedR1Args {
     pub split: Option<Split>,
     #[arg(long)]
     pub train_group: Option<String>,
+    /// Sampled answers per held-out question (0 = greedy evaluation only).
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
 }
 
 impl MedR1Args {
@@ -125,6 +134,7 @@ impl MedR1Args {
         set_from(&mut c.train_size, &self.train_size);
         set_from(&mut c.test_size, &self.test_size);
         set_from(&mut c.split, &self.split);
+        set_from(&mut c.eval_samples, &self.eval_samples);
         if self.data.is_some() {
             c.data = self.data.clone();
         }
@@ -214,23 +224,27 @@ fn to_prompt(
     Ok(Prompt {
         ids,
         extra,
-        source: ex.modality.clone(),
+        source: ex.task.clone(),
         target: serde_json::to_string(&target)?,
     })
 }
 
 type Prompts = Vec<Prompt<VisionExtra>>;
 
+/// The group `--train-group` selects by: the question type for
+/// cross-task splits, else the modality.
+fn split_group(split: Split, ex: &Example) -> &str {
+    match split {
+        Split::CrossTask => &ex.task,
+        _ => &ex.modality,
+    }
+}
+
 /// The `--train-group` values the training data offers for `split`, for
 /// the error that names a group matching nothing.
 fn available_groups(split: Split, examples: &[Example]) -> String {
-    let groups: std::collections::BTreeSet<&str> = examples
-        .iter()
-        .map(|e| match split {
-            Split::CrossTask => e.task.as_str(),
-            _ => e.modality.as_str(),
-        })
-        .collect();
+    let groups: std::collections::BTreeSet<&str> =
+        examples.iter().map(|e| split_group(split, e)).collect();
     let kind = if split == Split::CrossTask {
         "question types"
     } else {
@@ -263,31 +277,46 @@ fn datasets(config: &MedR1Config, prompter: &VlPrompter) -> Result<(Prompts, Pro
             (all, test)
         }
     };
-    let keep = |ex: &Example| match (config.split, &config.train_group) {
-        (Split::All, _) => true,
-        (Split::CrossModality, Some(g)) => ex.modality.eq_ignore_ascii_case(g),
-        (Split::CrossTask, Some(g)) => ex.task.eq_ignore_ascii_case(g),
-        (_, None) => false,
-    };
-    if config.split != Split::All && config.train_group.is_none() {
+    let groups: Vec<&str> = config
+        .train_group
+        .as_deref()
+        .map(|g| {
+            g.split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if config.split != Split::All && groups.is_empty() {
         bail!(
             "--split {:?} needs --train-group (a modality like CT or a question type like DD)",
             config.split
         );
     }
+    let in_group = |ex: &Example, g: &str| split_group(config.split, ex).eq_ignore_ascii_case(g);
     let train_examples = train;
+    // Every listed group must match: a typo in `MR,AII` would otherwise
+    // train on MR alone without a word.
+    if config.split != Split::All {
+        if let Some(g) = groups
+            .iter()
+            .find(|g| !train_examples.iter().any(|e| in_group(e, g)))
+        {
+            bail!(
+                "no training example matches --split {:?} --train-group {g:?}; {}",
+                config.split,
+                available_groups(config.split, &train_examples)
+            );
+        }
+    }
+    let keep = |ex: &Example| config.split == Split::All || groups.iter().any(|g| in_group(ex, g));
     let train: Vec<_> = train_examples
         .iter()
         .filter(|e| keep(e))
         .map(|e| to_prompt(config, prompter, e))
         .collect::<Result<_>>()?;
     if train.is_empty() {
-        bail!(
-            "no training example matches --split {:?} --train-group {:?}; {}",
-            config.split,
-            config.train_group.as_deref().unwrap_or(""),
-            available_groups(config.split, &train_examples)
-        );
+        bail!("no training examples (train_size = {})", config.train_size);
     }
     let test = test
         .iter()
@@ -315,13 +344,39 @@ pub fn run(args: MedR1Args) -> Result<()> {
     );
 
     let model = ckpt.load()?;
-    let eval = |m: &TrainModel| {
-        ckpt.evaluate::<ChoiceTarget>(m, &test, config.eval_max_new_tokens, config.eval_batch_size)
+    let eval = |m: &TrainModel| -> Result<Evals> {
+        let run = |decoding| {
+            ckpt.evaluate::<ChoiceTarget>(
+                m,
+                &test,
+                config.eval_max_new_tokens,
+                config.eval_batch_size,
+                decoding,
+            )
+        };
+        let sampled = if config.eval_samples > 0 {
+            let s = &config.grpo.sampling;
+            // The same draws for both models: a paired comparison.
+            let decoding = Decoding::sampled(
+                s.temperature as f32,
+                s.top_p as f32,
+                config.eval_samples,
+                config.seed,
+            );
+            Some(run(decoding)?)
+        } else {
+            None
+        };
+        Ok(Evals {
+            greedy: run(Decoding::GREEDY)?,
+            sampled,
+        })
     };
     let base = eval(&model)?;
     tracing::info!(
-        "base model: held-out accuracy {:.1}%",
-        100.0 * base.accuracy
+        "base model: held-out accuracy {:.1}%{}",
+        100.0 * base.greedy.accuracy,
+        base.sampled_note()
     );
 
     let stage = StageOptions {
@@ -344,13 +399,30 @@ pub fn run(args: MedR1Args) -> Result<()> {
     Ok(())
 }
 
+/// One model's held-out evaluations.
+struct Evals {
+    greedy: EvalResult,
+    /// `eval_samples` answers per question at the rollout temperature.
+    sampled: Option<EvalResult>,
+}
+
+impl Evals {
+    fn sampled_note(&self) -> String {
+        self.sampled
+            .as_ref()
+            .map(|s| format!(" (sampled: {:.1}%)", 100.0 * s.accuracy))
+            .unwrap_or_default()
+    }
+}
+
 fn write_report(
     config: &MedR1Config,
-    base: &EvalResult,
-    rl: &EvalResult,
+    base_evals: &Evals,
+    rl_evals: &Evals,
     history: &[vlrl::grpo::metrics::StepMetrics],
     seconds: f64,
 ) -> Result<()> {
+    let (base, rl) = (&base_evals.greedy, &rl_evals.greedy);
     let runs = [("base", base), ("GRPO (vlrl)", rl)];
     let mut md = format!(
         "# Med-R1 (tiny scale) — held-out accuracy (%)\n\nsplit: {:?}{}, seed {}, {} steps, {:.0} s\n\n",
@@ -368,14 +440,43 @@ fn write_report(
         "\nformat reward: base {:.2}, GRPO {:.2}\n",
         base.format, rl.format
     ));
-    let json =
+    let mut json =
         serde_json::json!({"base": base, "rl": rl, "seconds": seconds, "steps": history.len()});
+    if let (Some(bs), Some(rs)) = (&base_evals.sampled, &rl_evals.sampled) {
+        let s = &config.grpo.sampling;
+        md.push_str(&format!(
+            "\n## Sampled answers ({} per question, temperature {}, top-p {})\n\n\
+             The tables above score one greedy answer per question (the paper's metric). \
+             These score every sampled answer: the policy GRPO optimizes.\n\n",
+            config.eval_samples, s.temperature, s.top_p
+        ));
+        let sampled_runs = [("base", bs), ("GRPO (vlrl)", rs)];
+        md.push_str(&markdown_table("task", &sampled_runs));
+        json["sampled"] = serde_json::json!({
+            "samples_per_question": config.eval_samples,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "base": bs,
+            "rl": rs,
+        });
+    }
     let md_path = crate::single_turn::write_report(&config.out, &md, &json)?;
+    base.write_samples(&config.out.join("samples-base.jsonl"))?;
+    rl.write_samples(&config.out.join("samples-rl.jsonl"))?;
     tracing::info!(
-        "held-out accuracy {:.1}% → {:.1}% ({:+.1} points); report in {}",
+        "held-out accuracy {:.1}% → {:.1}% ({:+.1} points){}; report in {}",
         100.0 * base.accuracy,
         100.0 * rl.accuracy,
         100.0 * (rl.accuracy - base.accuracy),
+        match (&base_evals.sampled, &rl_evals.sampled) {
+            (Some(b), Some(r)) => format!(
+                ", sampled {:.1}% → {:.1}% ({:+.1})",
+                100.0 * b.accuracy,
+                100.0 * r.accuracy,
+                100.0 * (r.accuracy - b.accuracy)
+            ),
+            _ => String::new(),
+        },
         md_path.display()
     );
     Ok(())

@@ -23,7 +23,7 @@ use vlrl::grpo::trainer::{RewardFn, RewardOutput, RunOptions, Trainer};
 use vlrl::qwen::{GenerationConfig, Qwen2VL, QwenTokenizer};
 use vlrl::rewards::{Registry, RewardContext};
 
-use crate::eval::{evaluate_targets, EvalResult, EvalTarget};
+use crate::eval::{evaluate_targets, Decoding, EvalResult, EvalTarget};
 use crate::policy::{VisionExtra, VlmPolicy};
 use crate::vl_prompt::VlPrompter;
 use crate::TrainBackend;
@@ -188,13 +188,15 @@ impl Checkpoint {
         Ok(Qwen2VL::<TrainBackend>::from_dir(&self.dir, &self.device)?)
     }
 
-    /// Greedy evaluation of `model` on `prompts` whose targets are `T`.
+    /// Evaluation of `model` on `prompts` whose targets are `T`, answers
+    /// drawn per `decoding` (greedy for the papers' tables).
     pub fn evaluate<T: EvalTarget>(
         &self,
         model: &TrainModel,
         prompts: &[Prompt<VisionExtra>],
         max_new_tokens: usize,
         batch_size: usize,
+        decoding: Decoding,
     ) -> Result<EvalResult> {
         evaluate_targets::<EvalBackend, T>(
             &model.valid(),
@@ -204,6 +206,7 @@ impl Checkpoint {
             self.pad,
             max_new_tokens,
             batch_size,
+            decoding,
         )
     }
 

@@ -47,6 +47,42 @@ fn med_r1_runs_end_to_end_and_writes_its_report() {
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("eval.json")).unwrap()).unwrap();
     assert_eq!(eval["base"]["n"], 8);
     assert!(run_dir.join("config.resolved.toml").exists());
+    // The default config also scores sampled answers (8 per question).
+    assert!(report.contains("Sampled answers"), "{report}");
+    assert_eq!(eval["sampled"]["samples_per_question"], 8);
+    assert_eq!(eval["sampled"]["rl"]["n"], 8);
+    let cells = &eval["sampled"]["base"]["by_group"]["task"];
+    let answers: u64 = cells
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(answers, 64, "{cells}");
+    // One graded greedy answer per held-out question, for reading the outputs.
+    for name in ["samples-base.jsonl", "samples-rl.jsonl"] {
+        let text = std::fs::read_to_string(run_dir.join(name)).unwrap();
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 8, "{name}");
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row["index"], i);
+            assert!(row["completion"].is_string() && row["groups"]["task"].is_string());
+        }
+    }
+    // Training metrics are broken down by question type.
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let types = ["AI", "DD", "LG", "MR", "OBA"];
+    assert!(
+        first["per_source"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| types.contains(&k.as_str())),
+        "{first}"
+    );
 }
 
 /// The error of a split run on the fixture model (it fails before training).
@@ -82,6 +118,15 @@ fn unknown_group_lists_the_groups_there_are() {
     );
     assert!(
         err.contains("Modality Recognition") && err.contains("AI, DD, LG, MR, OBA"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_listed_group_must_exist() {
+    let err = split_error(recipes::med_r1::Split::CrossTask, Some("MR, AII"));
+    assert!(
+        err.contains("\"AII\"") && err.contains("AI, DD, LG, MR, OBA"),
         "{err}"
     );
 }
