@@ -100,7 +100,19 @@ fn both_stages_and_the_baseline_run_and_write_the_ablation_table() {
         // Every held-out prompt is counted once under its set.
         assert_eq!(set.text.by_group["set"]["text"].1, 6);
         assert_eq!(set.multimodal.by_group["set"]["multimodal"].1, 4);
+        // The default config also samples 8 answers per question.
+        let sampled = set
+            .sampled
+            .as_ref()
+            .expect("eval_samples = 8 in the config");
+        assert_eq!(sampled.text.by_group["set"]["text"].1, 6 * 8);
+        assert_eq!(sampled.multimodal.by_group["set"]["multimodal"].1, 4 * 8);
+        assert!((0.0..=1.0).contains(&sampled.text.accuracy));
     }
+    assert!(
+        report.contains("## Sampled answers (8 per question"),
+        "{report}"
+    );
     for stage in ["fre", "fre-mgt", "mgt-only"] {
         let dir = out.join(stage);
         let lines = metrics_lines(&dir.join("metrics.jsonl"));
