@@ -617,11 +617,11 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
     // the KL reference, which is loaded, never cloned, per DESIGN.md).
     let load_start = || -> Result<FocusPolicy<TrainBackend>> {
         Ok(FocusPolicy {
-            inner: VlmPolicy {
-                model: Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?,
-                stop_tokens: stop.clone(),
-                pad_id: pad,
-            },
+            inner: VlmPolicy::new(
+                Qwen2VL::<TrainBackend>::from_dir(&config.model, &device)?,
+                stop.clone(),
+                pad,
+            ),
             env: env.clone(),
             max_turns: config.max_turns,
         })

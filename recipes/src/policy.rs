@@ -46,6 +46,24 @@ pub struct VlmPolicy<B: Backend> {
     pub stop_tokens: Vec<u32>,
     #[module(skip)]
     pub pad_id: u32,
+    /// Score completions that share a prompt with one prompt pass
+    /// ([`Qwen2VL::completion_logits`]): the same log-probs, without running
+    /// the prompt and its images once per completion. Off = one full
+    /// forward per row (the reference the tests compare against).
+    #[module(skip)]
+    pub share_prompts: bool,
+}
+
+impl<B: Backend> VlmPolicy<B> {
+    /// A policy that shares prompt passes when scoring (the default).
+    pub fn new(model: Qwen2VL<B>, stop_tokens: Vec<u32>, pad_id: u32) -> Self {
+        Self {
+            model,
+            stop_tokens,
+            pad_id,
+            share_prompts: true,
+        }
+    }
 }
 
 /// Stacks the images of several prompts (in order) into one vision input.
@@ -264,8 +282,7 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         sampling: &SamplingConfig,
         with_entropy: bool,
     ) -> Result<TokenLogProbs<B>> {
-        let inputs = self.scoring_inputs::<B, B>(batch);
-        let logits = self.scored_logits(&self.model, &inputs, batch, sampling)?;
+        let logits = self.scored_logits(&self.model, batch, sampling)?;
         let (logp, entropy) =
             logprobs_from_logits(logits, batch.completion_ids.clone(), with_entropy);
         Ok(TokenLogProbs { logp, entropy })
@@ -279,8 +296,7 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         sampling: &SamplingConfig,
     ) -> Result<Tensor<B, 2>> {
         let model = self.model.valid();
-        let inputs = self.scoring_inputs::<B::InnerBackend, B>(batch);
-        let logits = self.scored_logits(&model, &inputs, batch, sampling)?;
+        let logits = self.scored_logits(&model, batch, sampling)?;
         let ids = batch.completion_ids.clone().inner();
         Ok(Tensor::from_inner(
             logprobs_from_logits(logits, ids, false).0,
@@ -289,45 +305,32 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
 }
 
 impl<B: Backend> VlmPolicy<B> {
-    /// The model inputs of a scoring batch: `cat(prompt, completion)` rows
-    /// with their masks, and every row's images stacked in row order.
-    fn scoring_inputs<M: Backend, A: AutodiffBackend>(
+    /// The model inputs of `rows` of a scoring batch: each row's ids (padded
+    /// slots made the pad token, so they can never be mistaken for image
+    /// placeholders) and mask, and its images stacked in row order.
+    fn model_inputs<M: Backend>(
         &self,
-        batch: &SequenceBatch<A, VisionExtra>,
+        rows: Vec<(Vec<u32>, Vec<u8>, &PromptVision)>,
     ) -> MultimodalBatch<M> {
-        let n = batch.prompt_ids.dims()[0];
-        let prompts = host_ids(&batch.prompt_ids);
-        let completions = host_ids(&batch.completion_ids);
-        let prompt_mask = host_mask(&batch.prompt_mask);
-        let completion_mask = host_mask(&batch.completion_mask);
-        // Padded slots hold arbitrary ids: make them the pad token so they
-        // can never be mistaken for image placeholders.
         let pad = self.pad_id;
-        let real = |ids: &[u32], mask: &[u8]| -> Vec<u32> {
-            ids.iter()
-                .zip(mask)
-                .map(|(&t, &m)| if m == 1 { t } else { pad })
-                .collect()
-        };
-        let input_ids: Vec<Vec<u32>> = (0..n)
-            .map(|i| {
-                let mut row = real(&prompts[i], &prompt_mask[i]);
-                row.extend(real(&completions[i], &completion_mask[i]));
-                row
-            })
-            .collect();
-        let attention_mask = prompt_mask
+        let (input_ids, attention_mask): (Vec<Vec<u32>>, Vec<Vec<u8>>) = rows
             .iter()
-            .zip(&completion_mask)
-            .map(|(p, c)| p.iter().chain(c).copied().collect())
-            .collect();
-        let rows: Vec<(&[u32], &PromptVision)> = input_ids
+            .map(|(ids, mask, _)| {
+                let ids = ids
+                    .iter()
+                    .zip(mask)
+                    .map(|(&t, &m)| if m == 1 { t } else { pad })
+                    .collect();
+                (ids, mask.clone())
+            })
+            .unzip();
+        let vision: Vec<(&[u32], &PromptVision)> = input_ids
             .iter()
             .map(Vec::as_slice)
-            .zip(batch.extras.iter().map(|e| e.as_ref()))
+            .zip(rows.iter().map(|(_, _, v)| *v))
             .collect();
-        let (images, videos) = self.stack_routed::<M>(&rows, &Default::default());
-        let second_per_grid_ts = self.seconds(&rows);
+        let (images, videos) = self.stack_routed::<M>(&vision, &Default::default());
+        let second_per_grid_ts = self.seconds(&vision);
         MultimodalBatch {
             input_ids,
             attention_mask,
@@ -337,22 +340,78 @@ impl<B: Backend> VlmPolicy<B> {
         }
     }
 
+    /// Logits `[N, C, V]` predicting each row's completion tokens. Rows that
+    /// share a prompt (a GRPO group) share one prompt pass when
+    /// `share_prompts` is on and no completion holds vision placeholders
+    /// (multi-turn episodes append images, so they take the full pass).
+    fn completion_logits<M: Backend, A: AutodiffBackend>(
+        &self,
+        model: &Qwen2VL<M>,
+        batch: &SequenceBatch<A, VisionExtra>,
+    ) -> Result<Tensor<M, 3>> {
+        let p = batch.prompt_ids.dims()[1];
+        let c = batch.completion_ids.dims()[1];
+        let prompts = host_ids(&batch.prompt_ids);
+        let prompt_mask = host_mask(&batch.prompt_mask);
+        let mut completions = host_ids(&batch.completion_ids);
+        let completion_mask = host_mask(&batch.completion_mask);
+        for (ids, mask) in completions.iter_mut().zip(&completion_mask) {
+            for (t, &m) in ids.iter_mut().zip(mask) {
+                if m == 0 {
+                    *t = self.pad_id;
+                }
+            }
+        }
+        let vision = self.suppressed();
+        let text_only = !completions.iter().flatten().any(|t| vision.contains(t));
+        if self.share_prompts && text_only {
+            let (firsts, prompt_of_row) = distinct_prompts(&prompts, &prompt_mask, &batch.extras);
+            let unique = firsts
+                .iter()
+                .map(|&i| {
+                    (
+                        prompts[i].clone(),
+                        prompt_mask[i].clone(),
+                        batch.extras[i].as_ref(),
+                    )
+                })
+                .collect();
+            let inputs = self.model_inputs::<M>(unique);
+            return model
+                .completion_logits(&inputs, &prompt_of_row, &completions, &completion_mask)
+                .map_err(policy_err);
+        }
+        let rows = (0..prompts.len())
+            .map(|i| {
+                let mut ids = prompts[i].clone();
+                ids.extend(&completions[i]);
+                let mask = prompt_mask[i]
+                    .iter()
+                    .chain(&completion_mask[i])
+                    .copied()
+                    .collect();
+                (ids, mask, batch.extras[i].as_ref())
+            })
+            .collect();
+        let logits = model
+            .forward(&self.model_inputs::<M>(rows))
+            .map_err(policy_err)?;
+        // Position t predicts token t+1: the completion is predicted by the C
+        // positions ending one before the last.
+        Ok(logits.narrow(1, p - 1, c))
+    }
+
     /// Next-token logits `[N, C, V]` of the completion positions, divided by
     /// the sampling temperature, with the sampling-time suppression applied.
     fn scored_logits<M: Backend, A: AutodiffBackend>(
         &self,
         model: &Qwen2VL<M>,
-        inputs: &MultimodalBatch<M>,
         batch: &SequenceBatch<A, VisionExtra>,
         sampling: &SamplingConfig,
     ) -> Result<Tensor<M, 3>> {
-        let p = batch.prompt_ids.dims()[1];
-        let c = batch.completion_ids.dims()[1];
-        let logits = model.forward(inputs).map_err(policy_err)?;
-        let [n, _, vocab] = logits.dims();
-        // Position t predicts token t+1: the completion is predicted by the C
-        // positions ending one before the last.
-        let logits = logits.narrow(1, p - 1, c) / sampling.temperature.max(1e-6);
+        let logits = self.completion_logits(model, batch)?;
+        let [n, c, vocab] = logits.dims();
+        let logits = logits / sampling.temperature.max(1e-6);
         // A large finite value keeps the entropy (p · log p = 0 · finite)
         // free of NaN.
         let mut suppress = vec![false; vocab];
@@ -366,6 +425,34 @@ impl<B: Backend> VlmPolicy<B> {
             Tensor::from_data(TensorData::new(suppress, [1, 1, vocab]), &device);
         Ok(logits.mask_fill(suppress.expand([n, c, vocab]), -1e30))
     }
+}
+
+/// The distinct prompts of a batch: the first row of each, and for every
+/// row the index of its prompt among them. Rows share a prompt when their
+/// ids, mask and images are equal (the rows of one group share one `Arc`,
+/// so the image comparison is usually a pointer check).
+fn distinct_prompts(
+    prompts: &[Vec<u32>],
+    masks: &[Vec<u8>],
+    extras: &[VisionExtra],
+) -> (Vec<usize>, Vec<usize>) {
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut prompt_of_row = Vec::with_capacity(prompts.len());
+    for i in 0..prompts.len() {
+        let same = |&j: &usize| {
+            prompts[j] == prompts[i]
+                && masks[j] == masks[i]
+                && (Arc::ptr_eq(&extras[j], &extras[i]) || extras[j] == extras[i])
+        };
+        match firsts.iter().position(same) {
+            Some(u) => prompt_of_row.push(u),
+            None => {
+                prompt_of_row.push(firsts.len());
+                firsts.push(i);
+            }
+        }
+    }
+    (firsts, prompt_of_row)
 }
 
 /// Total patches of a prompt's images (for logging and checks).

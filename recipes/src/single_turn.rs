@@ -211,11 +211,7 @@ impl Checkpoint {
     }
 
     fn policy(&self, model: TrainModel) -> VlmPolicy<TrainBackend> {
-        VlmPolicy {
-            model,
-            stop_tokens: self.stop.clone(),
-            pad_id: self.pad,
-        }
+        VlmPolicy::new(model, self.stop.clone(), self.pad)
     }
 }
 

@@ -35,11 +35,7 @@ fn reference(key: &str) -> Vec<f32> {
 fn recomputed_logprobs_equal_sampling_logprobs() {
     let dir = fixtures().join("models/qwen2-vl-tiny");
     let model = Qwen2VL::<B>::from_dir(&dir, &Default::default()).unwrap();
-    let policy = VlmPolicy {
-        model,
-        stop_tokens: vec![502, 500],
-        pad_id: 500,
-    };
+    let policy = VlmPolicy::new(model, vec![502, 500], 500);
     let cases: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("reference/qwen2-vl-tiny/cases.json")).unwrap(),
     )
@@ -131,6 +127,73 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
     }
     eprintln!("max |Δlogp| sampled vs recomputed = {max_err:e}");
     assert!(max_err < 1e-4, "{max_err}");
+
+    // One prompt pass per group (the default) vs one full pass per row:
+    // equal log-probs, and equal gradients in the decoder and in the vision
+    // tower (which the shared pass reaches once per prompt, through the
+    // KV cache that every completion of the group reads).
+    let full = VlmPolicy {
+        share_prompts: false,
+        ..policy.clone()
+    };
+    let grads_of = |p: &VlmPolicy<B>| {
+        let out = p.token_logprobs(&batch, &sampling, false).unwrap();
+        let loss = (out.logp.clone() * batch.completion_mask.clone()).sum();
+        let grads = loss.backward();
+        let visual = match &p.model.visual {
+            vlrl::qwen::VisionTower::Qwen2(t) => t.patch_embed.grad(&grads).unwrap(),
+            vlrl::qwen::VisionTower::Qwen25(_) => unreachable!("a Qwen2-VL fixture"),
+        };
+        let embed = p
+            .model
+            .language_model
+            .embed_tokens
+            .weight
+            .grad(&grads)
+            .unwrap();
+        let vec =
+            |t: Tensor<vlrl::backend::Cpu, 2>| -> Vec<f32> { t.into_data().into_vec().unwrap() };
+        (
+            out.logp.into_data().into_vec::<f32>().unwrap(),
+            vec(embed),
+            vec(visual),
+        )
+    };
+    let (shared_logp, shared_embed, shared_visual) = grads_of(&policy);
+    let (full_logp, full_embed, full_visual) = grads_of(&full);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let masked: Vec<usize> = batch
+        .completion_mask
+        .to_data()
+        .iter::<f32>()
+        .enumerate()
+        .filter(|(_, m)| *m > 0.5)
+        .map(|(i, _)| i)
+        .collect();
+    let logp_err = masked
+        .iter()
+        .map(|&i| (shared_logp[i] - full_logp[i]).abs())
+        .fold(0f32, f32::max);
+    let scale = |g: &[f32]| g.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!(
+        "shared vs full pass: |Δlogp| {logp_err:e}, |Δgrad| embed {:e} (of {:e}), vision {:e} (of {:e})",
+        max_diff(&shared_embed, &full_embed),
+        scale(&full_embed),
+        max_diff(&shared_visual, &full_visual),
+        scale(&full_visual)
+    );
+    assert!(logp_err < 1e-5, "{logp_err}");
+    assert!(
+        scale(&full_visual) > 0.0,
+        "the vision tower got no gradient"
+    );
+    assert!(max_diff(&shared_embed, &full_embed) <= 1e-5 * scale(&full_embed).max(1.0));
+    assert!(max_diff(&shared_visual, &full_visual) <= 1e-5 * scale(&full_visual).max(1.0));
     // Different prompts/lengths really were exercised.
     assert!(
         rows.iter().any(|(_, c)| c.ids.len() != rows[0].1.ids.len()) || p != prompts[0].ids.len()

@@ -296,6 +296,124 @@ impl<B: Backend> Qwen2VL<B> {
         Ok(self.forward_prefill(self.prefill(batch)?))
     }
 
+    /// Next-token logits `[rows, C, vocab]` that score each row's
+    /// completion: row `i` is `prompts` row `prompt_of_row[i]` followed by
+    /// `completions[i]` (right-padded to `C`, `completion_mask` 1 = real).
+    /// Position `t` predicts completion token `t`, as
+    /// `forward(cat(prompt, completion))` sliced at `P - 1 .. P + C - 1` does.
+    ///
+    /// Each distinct prompt — vision tower included — runs once, and its KV
+    /// cache serves every completion of it. A GRPO group is G completions of
+    /// one prompt, so the scoring pass costs one prompt plus G completions
+    /// instead of G of each (gradients flow into the shared prompt through
+    /// the cache). Completions must be text: a completion with image or video
+    /// placeholders (multi-turn episodes) needs [`Qwen2VL::forward`].
+    pub fn completion_logits(
+        &self,
+        prompts: &MultimodalBatch<B>,
+        prompt_of_row: &[usize],
+        completions: &[Vec<u32>],
+        completion_mask: &[Vec<u8>],
+    ) -> Result<Tensor<B, 3>> {
+        let unique = prompts.input_ids.len();
+        let rows = prompt_of_row.len();
+        let c = completions.first().map_or(0, Vec::len);
+        if rows == 0 || c == 0 {
+            return Err(QwenError::Input("no completions to score".into()));
+        }
+        if completions.len() != rows
+            || completion_mask.len() != rows
+            || completions
+                .iter()
+                .zip(completion_mask)
+                .any(|(ids, m)| ids.len() != c || m.len() != c)
+        {
+            return Err(QwenError::Input(format!(
+                "{rows} rows need {rows} completions and masks of one length ({} and {} given)",
+                completions.len(),
+                completion_mask.len()
+            )));
+        }
+        if let Some(&bad) = prompt_of_row.iter().find(|&&u| u >= unique) {
+            return Err(QwenError::Input(format!(
+                "completion refers to prompt {bad}, but the batch has {unique} prompts"
+            )));
+        }
+        let vision = [self.tokens.image_token_id, self.tokens.video_token_id];
+        if completions.iter().flatten().any(|t| vision.contains(t)) {
+            return Err(QwenError::Input(
+                "a completion holds image or video placeholders: score it with `forward`".into(),
+            ));
+        }
+        let vocab = self.language_model.config().vocab_size as u32;
+        if let Some(bad) = completions.iter().flatten().find(|&&t| t >= vocab) {
+            return Err(QwenError::Input(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+
+        // The prompts, once each, filling the cache.
+        let prefill = self.prefill(prompts)?;
+        let [_, p, _] = prefill.embeds.dims();
+        let device = prefill.embeds.device();
+        let padded = prefill.padding.iter().flatten().any(|&m| m == 0);
+        let prompt_mask = AttentionMask::causal(
+            unique,
+            p,
+            0,
+            padded.then_some(prefill.padding.as_slice()),
+            &device,
+        );
+        let mut cache = self.language_model.new_cache();
+        let prompt_hidden = self.language_model.forward_embeds(
+            prefill.embeds,
+            prefill.position_ids,
+            &prompt_mask,
+            Some(&mut cache),
+        );
+        let index: Vec<i64> = prompt_of_row.iter().map(|&u| u as i64).collect();
+        let index: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(index, [rows]), &device);
+        cache.select_rows(index.clone());
+        // The last prompt position predicts the first completion token.
+        let last = prompt_hidden.narrow(1, p - 1, 1).select(0, index);
+
+        // The completions after their prompt's cache. Text positions continue
+        // from the prompt on all three M-RoPE axes, as in decoding.
+        let flat: Vec<i64> = completions
+            .iter()
+            .flatten()
+            .map(|&t| i64::from(t))
+            .collect();
+        let ids: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(flat, [rows, c]), &device);
+        let mut positions = Vec::with_capacity(3 * rows * c);
+        for _axis in 0..3 {
+            for &u in prompt_of_row {
+                let start = p as i64 + prefill.rope_deltas[u];
+                positions.extend((0..c as i64).map(|t| start + t));
+            }
+        }
+        let positions: Tensor<B, 3, Int> =
+            Tensor::from_data(TensorData::new(positions, [3, rows, c]), &device);
+        let padding: Vec<Vec<u8>> = prompt_of_row
+            .iter()
+            .zip(completion_mask)
+            .map(|(&u, m)| prefill.padding[u].iter().chain(m).copied().collect())
+            .collect();
+        let mask = AttentionMask::causal(rows, c, p, Some(padding.as_slice()), &device);
+        let completion_hidden = self.language_model.forward_embeds(
+            self.language_model.embed(ids),
+            positions,
+            &mask,
+            Some(&mut cache),
+        );
+        let hidden = if c > 1 {
+            Tensor::cat(vec![last, completion_hidden.narrow(1, 0, c - 1)], 1)
+        } else {
+            last
+        };
+        Ok(self.language_model.lm_logits(hidden))
+    }
+
     /// Generates continuations of a multimodal batch with the KV cache.
     pub fn generate(
         &self,

@@ -186,3 +186,140 @@ fn placeholder_feature_mismatch_is_an_error() {
     b.attention_mask[0].truncate(b.input_ids[0].len());
     assert!(model.forward(&b).is_err());
 }
+
+/// Row `r` of a batch as a batch of its own, repeated `times`: its ids and
+/// mask, and the slices of the stacked pixels its placeholders take (pixel
+/// rows and grids are stacked in placeholder order; a grid of `t·h·w`
+/// patches fills `t·h·w / 4` placeholders at merge size 2).
+fn repeat_row(
+    b: &MultimodalBatch<B>,
+    r: usize,
+    times: usize,
+    tokens: [u32; 2],
+) -> MultimodalBatch<B> {
+    let pick = |input: &Option<VisionInput<B>>, token: u32| -> Option<VisionInput<B>> {
+        let input = input.as_ref()?;
+        let (mut grid, mut patch) = (0, 0);
+        let mut mine = None;
+        for (row, ids) in b.input_ids.iter().enumerate() {
+            let wanted = ids.iter().filter(|&&t| t == token).count();
+            let (first_grid, first_patch) = (grid, patch);
+            let mut filled = 0;
+            while filled < wanted {
+                let [t, h, w] = input.grid_thw[grid];
+                filled += t * h * w / 4;
+                patch += t * h * w;
+                grid += 1;
+            }
+            if row == r && wanted > 0 {
+                mine = Some((first_grid..grid, first_patch..patch));
+            }
+        }
+        let (grids, patches) = mine?;
+        let pixels = input
+            .pixel_values
+            .clone()
+            .narrow(0, patches.start, patches.len());
+        Some(VisionInput {
+            pixel_values: Tensor::cat(vec![pixels; times], 0),
+            grid_thw: input.grid_thw[grids].repeat(times),
+        })
+    };
+    MultimodalBatch {
+        input_ids: vec![b.input_ids[r].clone(); times],
+        attention_mask: vec![b.attention_mask[r].clone(); times],
+        images: pick(&b.images, tokens[0]),
+        videos: pick(&b.videos, tokens[1]),
+        second_per_grid_ts: b
+            .second_per_grid_ts
+            .as_ref()
+            .map(|s| s.iter().flat_map(|&x| vec![x; times]).collect()),
+    }
+}
+
+/// Scoring completions against shared prompts (one prompt pass, the KV
+/// cache reused by every completion) gives the logits of the full forward
+/// over each `prompt + completion` row, for images, videos, left-padded
+/// prompts and right-padded completions of different lengths.
+#[test]
+fn shared_prompt_scoring_matches_the_full_forward() {
+    for model_name in MODELS {
+        let model = Qwen2VL::<B>::from_dir(model_dir(model_name), &Default::default()).unwrap();
+        let t = model.tokens().clone();
+        let pad = cases(model_name)["pad_token_id"].as_u64().unwrap() as u32;
+        for case in cases(model_name)["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let prompts = batch(case);
+            let unique = prompts.input_ids.len();
+            // Three completions per prompt, interleaved across prompts,
+            // with 5, 3 and 1 real tokens (right-padded to 5).
+            let c = 5;
+            let mut prompt_of_row = Vec::new();
+            let (mut completions, mut masks) = (Vec::new(), Vec::new());
+            for g in 0..3 {
+                for u in 0..unique {
+                    let real = 5 - 2 * g;
+                    let ids: Vec<u32> = (0..c)
+                        .map(|i| {
+                            if i < real {
+                                20 + (37 * (u + 1) * (g + 2) * (i + 3)) as u32 % 400
+                            } else {
+                                pad
+                            }
+                        })
+                        .collect();
+                    prompt_of_row.push(u);
+                    masks.push((0..c).map(|i| u8::from(i < real)).collect::<Vec<u8>>());
+                    completions.push(ids);
+                }
+            }
+            let shared = model
+                .completion_logits(&prompts, &prompt_of_row, &completions, &masks)
+                .unwrap();
+            let [rows, cc, vocab] = shared.dims();
+            assert_eq!([rows, cc], [3 * unique, c]);
+            let shared = shared.into_data().into_vec::<f32>().unwrap();
+            let p = prompts.input_ids[0].len();
+            let mut worst = 0f32;
+            for (row, &u) in prompt_of_row.iter().enumerate() {
+                let mut full = repeat_row(&prompts, u, 1, [t.image_token_id, t.video_token_id]);
+                full.input_ids[0].extend(&completions[row]);
+                full.attention_mask[0].extend(&masks[row]);
+                let logits = model.forward(&full).unwrap().narrow(1, p - 1, c);
+                let want = logits.into_data().into_vec::<f32>().unwrap();
+                for i in (0..c).filter(|&i| masks[row][i] == 1) {
+                    let got = &shared[(row * c + i) * vocab..(row * c + i + 1) * vocab];
+                    let exp = &want[i * vocab..(i + 1) * vocab];
+                    worst = worst.max(max_abs(got, exp));
+                }
+            }
+            eprintln!("{model_name}/{name}: max |Δlogit| shared vs full = {worst:e}");
+            assert!(worst <= 1e-4, "{model_name}/{name}: {worst}");
+        }
+    }
+}
+
+#[test]
+fn shared_prompt_scoring_rejects_bad_rows() {
+    let model = Qwen2VL::<B>::from_dir(model_dir("qwen2-vl-tiny"), &Default::default()).unwrap();
+    let prompts = batch(&cases("qwen2-vl-tiny")["cases"][0]);
+    let image = model.tokens().image_token_id;
+    let score = |rows: &[usize], ids: Vec<Vec<u32>>| {
+        let masks: Vec<Vec<u8>> = ids.iter().map(|r| vec![1; r.len()]).collect();
+        model
+            .completion_logits(&prompts, rows, &ids, &masks)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = score(&[1], vec![vec![5, 6]]);
+    assert!(
+        err.contains("prompt 1") && err.contains("1 prompts"),
+        "{err}"
+    );
+    let err = score(&[0], vec![vec![5, image]]);
+    assert!(err.contains("placeholders"), "{err}");
+    let err = score(&[0, 0], vec![vec![5, 6], vec![5]]);
+    assert!(err.contains("one length"), "{err}");
+    let err = score(&[0], vec![vec![5, 100_000]]);
+    assert!(err.contains("outside the vocabulary"), "{err}");
+}
