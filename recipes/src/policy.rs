@@ -238,11 +238,12 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
         let device = model.language_model.embed_tokens.weight.device();
         let mut out = Vec::with_capacity(prompts.len());
         for prompt in prompts {
-            let rows = vec![(prompt.ids.as_slice(), prompt.extra.as_ref()); group_size];
+            // The prompt runs once; its cache is copied for the group.
+            let rows = [(prompt.ids.as_slice(), prompt.extra.as_ref())];
             let (images, videos) = self.stack_routed::<B::InnerBackend>(&rows, &device);
             let batch = MultimodalBatch {
-                input_ids: vec![prompt.ids.clone(); group_size],
-                attention_mask: vec![vec![1; prompt.ids.len()]; group_size],
+                input_ids: vec![prompt.ids.clone()],
+                attention_mask: vec![vec![1; prompt.ids.len()]],
                 images,
                 videos,
                 second_per_grid_ts: self.seconds(&rows),
@@ -257,7 +258,7 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
                 ..Default::default()
             };
             let generation = model
-                .generate(&batch, self.pad_id, &params)
+                .generate_copies(&batch, group_size, self.pad_id, &params)
                 .map_err(policy_err)?;
             out.push(
                 generation

@@ -155,23 +155,34 @@ impl<B: Backend> Qwen2<B> {
         pad_id: u32,
         params: &SamplingParams,
     ) -> Result<Generation> {
+        self.generate_copies_from(prefill, 1, pad_id, params)
+    }
+
+    /// [`Qwen2::generate_from`] with `copies` continuations of every prompt
+    /// row (rows `r·copies .. (r+1)·copies` of the output continue prompt
+    /// `r`): the prompt runs once and its KV cache is copied, where a batch
+    /// of repeated prompts would run it `copies` times (a GRPO group). The
+    /// samples equal those of the repeated batch under the same seed.
+    pub fn generate_copies_from(
+        &self,
+        prefill: Prefill<B>,
+        copies: usize,
+        pad_id: u32,
+        params: &SamplingParams,
+    ) -> Result<Generation> {
         let device = prefill.embeds.device();
-        let [batch, seq, _] = prefill.embeds.dims();
+        let [prompts, seq, _] = prefill.embeds.dims();
+        let copies = copies.max(1);
+        let batch = prompts * copies;
         let mut rng = StdRng::seed_from_u64(params.seed);
-        let mut padding = prefill.padding;
-        let any_padding = padding.iter().flatten().any(|&m| m == 0);
-        let mut history = prefill.prompt_ids;
-        let mut out = Generation {
-            tokens: vec![Vec::new(); batch],
-            logprobs: vec![Vec::new(); batch],
-            finished: vec![false; batch],
-        };
+        let prompt_padding = prefill.padding;
+        let any_padding = prompt_padding.iter().flatten().any(|&m| m == 0);
         let mut cache = self.new_cache();
         let mask = AttentionMask::causal(
-            batch,
+            prompts,
             seq,
             0,
-            any_padding.then_some(padding.as_slice()),
+            any_padding.then_some(prompt_padding.as_slice()),
             &device,
         );
         let hidden = self.forward_embeds(
@@ -181,6 +192,23 @@ impl<B: Backend> Qwen2<B> {
             Some(&mut cache),
         );
         let mut logits = self.last_logits(hidden)?;
+        let rope_deltas = repeat_rows(prefill.rope_deltas, copies);
+        if copies > 1 {
+            let rows: Vec<i64> = (0..batch).map(|r| (r / copies) as i64).collect();
+            cache.select_rows(Tensor::from_data(TensorData::new(rows, [batch]), &device));
+            let vocab = self.config().vocab_size;
+            logits = logits
+                .chunks(vocab)
+                .flat_map(|row| std::iter::repeat_n(row, copies).flatten().copied())
+                .collect();
+        }
+        let mut padding = repeat_rows(prompt_padding, copies);
+        let mut history = repeat_rows(prefill.prompt_ids, copies);
+        let mut out = Generation {
+            tokens: vec![Vec::new(); batch],
+            logprobs: vec![Vec::new(); batch],
+            finished: vec![false; batch],
+        };
         for _ in 0..params.max_new_tokens {
             let mut next = Vec::with_capacity(batch);
             for (row, row_logits) in logits.chunks_mut(self.config().vocab_size).enumerate() {
@@ -204,11 +232,7 @@ impl<B: Backend> Qwen2<B> {
             for m in padding.iter_mut() {
                 m.push(1);
             }
-            let positions: Vec<i64> = prefill
-                .rope_deltas
-                .iter()
-                .map(|d| seen as i64 + d)
-                .collect();
+            let positions: Vec<i64> = rope_deltas.iter().map(|d| seen as i64 + d).collect();
             let pos: Tensor<B, 2, Int> =
                 Tensor::from_data(TensorData::new(positions, [batch, 1]), &device);
             let pos = pos.unsqueeze_dim::<3>(0).repeat_dim(0, 3);
@@ -284,6 +308,13 @@ impl<B: Backend> Qwen2<B> {
             .into_vec::<f32>()
             .map_err(|e| QwenError::Input(format!("logits are not f32: {e:?}")))
     }
+}
+
+/// Every row `copies` times in a row.
+fn repeat_rows<T: Clone>(rows: Vec<T>, copies: usize) -> Vec<T> {
+    rows.into_iter()
+        .flat_map(|r| std::iter::repeat_n(r, copies))
+        .collect()
 }
 
 /// Picks one token from a row of logits (modified in place) and returns it

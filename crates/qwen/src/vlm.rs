@@ -424,6 +424,21 @@ impl<B: Backend> Qwen2VL<B> {
         let prefill = self.prefill(batch)?;
         self.language_model.generate_from(prefill, pad_id, params)
     }
+
+    /// `copies` continuations of every prompt of `batch`, the prompt (and
+    /// its images) run once: [`Qwen2::generate_copies_from`]. Row
+    /// `r·copies + k` of the output is the k-th continuation of prompt `r`.
+    pub fn generate_copies(
+        &self,
+        batch: &MultimodalBatch<B>,
+        copies: usize,
+        pad_id: u32,
+        params: &SamplingParams,
+    ) -> Result<Generation> {
+        let prefill = self.prefill(batch)?;
+        self.language_model
+            .generate_copies_from(prefill, copies, pad_id, params)
+    }
 }
 
 /// Replaces the embeddings of every `token` position (row-major) with the

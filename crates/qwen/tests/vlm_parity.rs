@@ -323,3 +323,78 @@ fn shared_prompt_scoring_rejects_bad_rows() {
     let err = score(&[0], vec![vec![5, 100_000]]);
     assert!(err.contains("outside the vocabulary"), "{err}");
 }
+
+/// Batches stacked row-wise (their pixels and grids in row order).
+fn concat(parts: Vec<MultimodalBatch<B>>) -> MultimodalBatch<B> {
+    let join = |inputs: Vec<&Option<VisionInput<B>>>| -> Option<VisionInput<B>> {
+        let inputs: Vec<&VisionInput<B>> = inputs.into_iter().flatten().collect();
+        (!inputs.is_empty()).then(|| VisionInput {
+            pixel_values: Tensor::cat(inputs.iter().map(|v| v.pixel_values.clone()).collect(), 0),
+            grid_thw: inputs.iter().flat_map(|v| v.grid_thw.clone()).collect(),
+        })
+    };
+    MultimodalBatch {
+        input_ids: parts.iter().flat_map(|p| p.input_ids.clone()).collect(),
+        attention_mask: parts
+            .iter()
+            .flat_map(|p| p.attention_mask.clone())
+            .collect(),
+        images: join(parts.iter().map(|p| &p.images).collect()),
+        videos: join(parts.iter().map(|p| &p.videos).collect()),
+        second_per_grid_ts: parts
+            .iter()
+            .map(|p| p.second_per_grid_ts.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat()),
+    }
+}
+
+/// A group's samples from one prompt pass with its cache copied equal the
+/// samples of the prompt repeated in the batch (same seed, temperature 0.9),
+/// token for token and log-prob for log-prob, left padding included.
+#[test]
+fn copied_prompt_cache_samples_like_a_repeated_batch() {
+    for model_name in MODELS {
+        let model = Qwen2VL::<B>::from_dir(model_dir(model_name), &Default::default()).unwrap();
+        let t = model.tokens().clone();
+        let pad = cases(model_name)["pad_token_id"].as_u64().unwrap() as u32;
+        let params = SamplingParams {
+            max_new_tokens: 6,
+            temperature: 0.9,
+            seed: 11,
+            ..Default::default()
+        };
+        let mut copies_differ = false;
+        for case in cases(model_name)["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let prompts = batch(case);
+            let copies = 3;
+            let repeated = concat(
+                (0..prompts.input_ids.len())
+                    .map(|r| repeat_row(&prompts, r, copies, [t.image_token_id, t.video_token_id]))
+                    .collect(),
+            );
+            let want = model.generate(&repeated, pad, &params).unwrap();
+            let got = model
+                .generate_copies(&prompts, copies, pad, &params)
+                .unwrap();
+            assert_eq!(got.tokens, want.tokens, "{model_name}/{name}");
+            assert_eq!(got.finished, want.finished, "{model_name}/{name}");
+            for (g, w) in got
+                .logprobs
+                .iter()
+                .flatten()
+                .zip(want.logprobs.iter().flatten())
+            {
+                assert!((g - w).abs() <= 1e-5, "{model_name}/{name}: {g} vs {w}");
+            }
+            assert_eq!(got.tokens.len(), copies * prompts.input_ids.len());
+            copies_differ |= got.tokens[0] != got.tokens[1] || got.tokens[1] != got.tokens[2];
+        }
+        // The copies are sampled apart, not one sample repeated.
+        assert!(
+            copies_differ,
+            "{model_name}: every group's copies were identical"
+        );
+    }
+}
