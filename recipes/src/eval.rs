@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use vlrl::grpo::config::SamplingConfig;
 use vlrl::grpo::policy::Prompt;
 use vlrl::qwen::{MultimodalBatch, Qwen2VL, QwenTokenizer, SamplingParams};
 use vlrl::rewards::{GroundTruth, Registry, RewardContext};
@@ -199,6 +200,21 @@ impl Decoding {
             samples: samples.max(1),
             seed,
         }
+    }
+
+    /// `samples` answers per prompt drawn as the rollouts draw them (their
+    /// temperature and top-p); `None` for 0 samples (greedy only). Recipes
+    /// pass one seed for every model they compare, so the comparison is
+    /// paired.
+    pub fn like_rollouts(sampling: &SamplingConfig, samples: usize, seed: u64) -> Option<Self> {
+        (samples > 0).then(|| {
+            Self::sampled(
+                sampling.temperature as f32,
+                sampling.top_p as f32,
+                samples,
+                seed,
+            )
+        })
     }
 }
 

@@ -509,22 +509,14 @@ pub fn run(args: LmmR1Args) -> Result<()> {
                 decoding,
             )
         };
-        let sampled = if config.eval_samples > 0 {
-            let s = &config.mgt.sampling;
-            // The same seed for every model: paired comparisons.
-            let decoding = Decoding::sampled(
-                s.temperature as f32,
-                s.top_p as f32,
-                config.eval_samples,
-                config.seed,
-            );
-            Some(SampledResults {
-                text: run(&sets.text_test, decoding)?,
-                multimodal: run(&sets.mm_test, decoding)?,
-            })
-        } else {
-            None
-        };
+        let sampled =
+            match Decoding::like_rollouts(&config.mgt.sampling, config.eval_samples, config.seed) {
+                Some(decoding) => Some(SampledResults {
+                    text: run(&sets.text_test, decoding)?,
+                    multimodal: run(&sets.mm_test, decoding)?,
+                }),
+                None => None,
+            };
         let r = SetResults {
             text: run(&sets.text_test, Decoding::GREEDY)?,
             multimodal: run(&sets.mm_test, Decoding::GREEDY)?,

@@ -354,19 +354,10 @@ pub fn run(args: MedR1Args) -> Result<()> {
                 decoding,
             )
         };
-        let sampled = if config.eval_samples > 0 {
-            let s = &config.grpo.sampling;
-            // The same draws for both models: a paired comparison.
-            let decoding = Decoding::sampled(
-                s.temperature as f32,
-                s.top_p as f32,
-                config.eval_samples,
-                config.seed,
-            );
-            Some(run(decoding)?)
-        } else {
-            None
-        };
+        let sampled =
+            Decoding::like_rollouts(&config.grpo.sampling, config.eval_samples, config.seed)
+                .map(run)
+                .transpose()?;
         Ok(Evals {
             greedy: run(Decoding::GREEDY)?,
             sampled,
