@@ -28,6 +28,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use vlrl::grounding::{CoordSpace, FocusAction, FocusLoop};
 use vlrl::grpo::config::{GrpoConfig, KlPlacement};
+use vlrl::grpo::lora::check_module_patterns;
 use vlrl::grpo::policy::{Completion, Prompt};
 use vlrl::grpo::trainer::{RewardFn, RewardOutput, RunOptions, Trainer};
 use vlrl::qwen::{Qwen2VL, SamplingParams};
@@ -627,6 +628,8 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
         })
     };
     let mut policy = load_start()?;
+    // A bad freeze pattern fails now, not after SFT and the base evaluation.
+    check_module_patterns(&policy.inner.model, "grpo.freeze", &config.grpo.freeze)?;
     let eval_model = |m: &Qwen2VL<<TrainBackend as AutodiffBackend>::InnerBackend>| {
         evaluate_focus(
             m,

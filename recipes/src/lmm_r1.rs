@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use vlrl::data::synth::{TextLogic, VisualMath, VisualMathConfig};
 use vlrl::data::{Dataset, LoadOptions, Row, Sample, TaskGenerator};
 use vlrl::grpo::config::GrpoConfig;
+use vlrl::grpo::lora::check_module_patterns;
 use vlrl::grpo::metrics::StepMetrics;
 use vlrl::grpo::policy::Prompt;
 
@@ -547,6 +548,9 @@ pub fn run(args: LmmR1Args) -> Result<()> {
     };
 
     let base_model = ckpt.load()?;
+    // A bad freeze pattern fails now, not after the base evaluation.
+    check_module_patterns(&base_model, "fre.freeze", &config.fre.freeze)?;
+    check_module_patterns(&base_model, "mgt.freeze", &config.mgt.freeze)?;
     let base = eval("base", &base_model)?;
 
     tracing::info!("stage FRE: text-only GRPO");

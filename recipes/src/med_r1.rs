@@ -21,6 +21,7 @@ use vlrl::data::row::format_multiple_choice;
 use vlrl::data::synth::{MedSynth, MedSynthConfig, TaskGenerator};
 use vlrl::data::Row;
 use vlrl::grpo::config::GrpoConfig;
+use vlrl::grpo::lora::check_module_patterns;
 use vlrl::grpo::policy::Prompt;
 
 use crate::eval::{markdown_table, ChoiceTarget, Decoding, EvalResult};
@@ -344,6 +345,8 @@ pub fn run(args: MedR1Args) -> Result<()> {
     );
 
     let model = ckpt.load()?;
+    // A bad freeze pattern fails now, not after the base evaluation.
+    check_module_patterns(&model, "grpo.freeze", &config.grpo.freeze)?;
     let eval = |m: &TrainModel| -> Result<Evals> {
         let run = |decoding| {
             ckpt.evaluate::<ChoiceTarget>(

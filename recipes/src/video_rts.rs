@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use vlrl::data::row::format_multiple_choice;
 use vlrl::data::{Dataset, ImageCheck, LoadOptions, Row};
 use vlrl::grpo::config::GrpoConfig;
+use vlrl::grpo::lora::check_module_patterns;
 use vlrl::grpo::policy::Prompt;
 use vlrl::grpo::rng::TrainRng;
 use vlrl::qwen::{MultimodalBatch, Qwen2VL, SamplingParams};
@@ -733,6 +734,8 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
     );
 
     let model = ckpt.load()?;
+    // A bad freeze pattern fails now, not after the base evaluation.
+    check_module_patterns(&model, "grpo.freeze", &config.grpo.freeze)?;
     let base = evaluate_strategies(&model.valid(), &prompter, &test, &config, 1)?;
     let stage = StageOptions {
         out_dir: config.out.clone(),

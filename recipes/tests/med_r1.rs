@@ -131,6 +131,36 @@ fn every_listed_group_must_exist() {
     );
 }
 
+/// A freeze pattern that matches no parameter stops the run before the
+/// base evaluation, naming the field and the pattern.
+#[test]
+fn a_freeze_typo_fails_before_anything_runs() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("med-r1.toml");
+    let base = std::fs::read_to_string(root.join("recipes/configs/med-r1.toml")).unwrap();
+    let text = base.replace("[grpo]\n", "[grpo]\nfreeze = [\"visul\"]\n");
+    assert_ne!(text, base);
+    std::fs::write(&config, text).unwrap();
+    let args = MedR1Args {
+        run: RunFlags {
+            config: Some(config),
+            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
+            out: Some(out.path().join("run")),
+            ..Default::default()
+        },
+        train_size: Some(8),
+        test_size: Some(8),
+        ..Default::default()
+    };
+    let err = format!("{:#}", run(args).unwrap_err());
+    assert!(
+        err.contains("grpo.freeze") && err.contains("visul"),
+        "{err}"
+    );
+    assert!(!out.path().join("run/eval.json").exists());
+}
+
 #[test]
 fn missing_model_names_the_fix() {
     let out = tempfile::tempdir().unwrap();

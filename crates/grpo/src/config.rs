@@ -380,6 +380,11 @@ pub struct GrpoConfig {
     pub optim: OptimConfig,
     /// Sampling.
     pub sampling: SamplingConfig,
+    /// Module paths whose parameters are not trained, matched as
+    /// [`crate::lora::path_matches`] does: `["visual"]` freezes a VLM's
+    /// vision tower (EasyR1's `freeze_vision_tower`: no gradients and no
+    /// optimizer moments for it). A pattern that matches nothing is an error.
+    pub freeze: Vec<String>,
 }
 
 impl Default for GrpoConfig {
@@ -400,6 +405,7 @@ impl Default for GrpoConfig {
             dynamic_sampling: DynamicSamplingConfig::default(),
             optim: OptimConfig::default(),
             sampling: SamplingConfig::default(),
+            freeze: Vec::new(),
         }
     }
 }
@@ -444,6 +450,9 @@ impl GrpoConfig {
         }
         if self.group_size == 0 {
             return bad("group_size", "must be ≥ 1".into());
+        }
+        if self.freeze.iter().any(|p| p.trim().is_empty()) {
+            return bad("freeze", "an empty pattern would match nothing".into());
         }
         if self.inner_epochs == 0 {
             return bad("inner_epochs", "must be ≥ 1".into());

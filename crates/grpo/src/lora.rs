@@ -218,6 +218,51 @@ pub fn freeze_modules<B: Backend, M: Module<B>>(module: M, patterns: &[String]) 
     (m, f.frozen)
 }
 
+struct PathCounter<'a> {
+    path: PathStack,
+    patterns: &'a [String],
+    hits: Vec<usize>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for PathCounter<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
+        let path = self.path.join();
+        for (hits, pattern) in self.hits.iter_mut().zip(self.patterns) {
+            *hits += usize::from(path_matches(&path, pattern));
+        }
+    }
+}
+
+/// Checks that every pattern matches at least one float parameter of
+/// `module` (see [`path_matches`]); the error names the first that does not.
+/// Run it before anything expensive: a typo in a freeze list would
+/// otherwise train the module it meant to freeze.
+pub fn check_module_patterns<B: Backend, M: Module<B>>(
+    module: &M,
+    field: &'static str,
+    patterns: &[String],
+) -> Result<()> {
+    let mut c = PathCounter {
+        path: PathStack::default(),
+        patterns,
+        hits: vec![0; patterns.len()],
+    };
+    module.visit(&mut c);
+    match patterns.iter().zip(&c.hits).find(|(_, &n)| n == 0) {
+        Some((pattern, _)) => Err(GrpoError::Config {
+            field,
+            reason: format!("`{pattern}` matches no parameter of the policy"),
+        }),
+        None => Ok(()),
+    }
+}
+
 struct AdapterCollector<B: Backend> {
     path: PathStack,
     found: Vec<(String, Vec<usize>, Tensor<B, 2>)>,

@@ -42,6 +42,7 @@ use crate::dapo::{group_has_signal, overlong_penalty};
 use crate::error::{GrpoError, Result};
 use crate::grads::{add_grads, clip_global_norm};
 use crate::kl::kl_value;
+use crate::lora::{check_module_patterns, freeze_modules};
 use crate::loss::{aggregation_weights_masked, policy_loss, BatchNorm, LossInputs, LossStats};
 use crate::metrics::{
     plot_metrics, read_metrics, MetricsWriter, SourceMetrics, StepMetrics, Timings,
@@ -213,6 +214,20 @@ fn shard_grads<B: AutodiffBackend, P: Policy<B>>(
     Ok((GradientsParams::from_grads(grads, policy), lo.stats))
 }
 
+/// Freezes the parameters under `patterns` (`GrpoConfig::freeze`); a
+/// pattern that matches no parameter is an error.
+fn freeze<B: AutodiffBackend, M: burn::module::Module<B>>(
+    module: M,
+    patterns: &[String],
+) -> Result<M> {
+    check_module_patterns(&module, "freeze", patterns)?;
+    let (module, tensors) = freeze_modules(module, patterns);
+    if tensors > 0 {
+        tracing::info!(tensors, "parameters frozen ({})", patterns.join(", "));
+    }
+    Ok(module)
+}
+
 impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
     /// A trainer. `devices[0]` holds the policy and optimizer; more devices
     /// add data-parallel workers. `reference` is required when the KL is on.
@@ -240,6 +255,7 @@ impl<B: AutodiffBackend, P: Policy<B>> Trainer<B, P> {
                 reason: "the KL needs a reference policy".into(),
             });
         }
+        let policy = freeze(policy, &config.freeze)?;
         let o = &config.optim;
         let optim = AdamWConfig::new()
             .with_beta_1(o.beta1)

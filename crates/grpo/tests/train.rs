@@ -266,3 +266,54 @@ fn other_option_paths_run_and_stay_finite() {
         "KL in reward is measured once the policy moved"
     );
 }
+
+/// `freeze` keeps the named module's parameters where they were, through
+/// training and through a resume (the resumed trainer freezes its policy
+/// before the checkpoint's values are loaded into it), while the rest
+/// trains; a pattern that matches nothing stops the run before it starts.
+#[test]
+fn frozen_modules_do_not_move_and_typos_are_errors() {
+    let mut cfg = toy_config(GrpoConfig::grpo());
+    cfg.total_steps = 4;
+    cfg.freeze = vec!["out".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        out_dir: Some(dir.path().to_path_buf()),
+        checkpoint_every: 1,
+        ..Default::default()
+    };
+    let mut first = trainer(cfg.clone(), false, 1, opts.clone(), 3);
+    let (out_before, all_before) = (params(&first.policy.out), params(&first.policy));
+    first.step(&mut task()).unwrap();
+    first.step(&mut task()).unwrap();
+    assert_eq!(
+        params(&first.policy.out),
+        out_before,
+        "a frozen module moved"
+    );
+    assert_ne!(params(&first.policy), all_before, "nothing trained");
+    drop(first);
+
+    let mut resumed = trainer(cfg.clone(), false, 1, opts, 99);
+    assert_eq!(resumed.resume().unwrap(), Some(2));
+    resumed.train(&mut task()).unwrap();
+    assert_eq!(
+        params(&resumed.policy.out),
+        out_before,
+        "a frozen module moved after the resume"
+    );
+
+    cfg.freeze = vec!["hiden".into()];
+    let err = vlrl_grpo::trainer::Trainer::new(
+        common::toy_policy(3),
+        None,
+        cfg,
+        task().prompts(),
+        vec![Default::default()],
+        RunOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("freeze") && err.contains("hiden"), "{err}");
+}
