@@ -8,33 +8,47 @@ use std::path::PathBuf;
 use recipes::med_r1::{run, MedR1Args};
 use recipes::single_turn::RunFlags;
 
-#[test]
-fn med_r1_runs_end_to_end_and_writes_its_report() {
+/// Arguments for a run on the fixture checkpoint (random weights) into
+/// `out/run`, with the default config rewritten by `edit`.
+fn fixture_args(out: &std::path::Path, edit: impl Fn(&str) -> String) -> MedR1Args {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = tempfile::tempdir().unwrap();
-    let config = out.path().join("med-r1.toml");
     let base = std::fs::read_to_string(root.join("recipes/configs/med-r1.toml")).unwrap();
-    let config_text = base
-        .replace("eval_max_new_tokens = 48", "eval_max_new_tokens = 8")
-        .replace("max_new_tokens = 48", "max_new_tokens = 8")
-        .replace("prompts_per_step = 8", "prompts_per_step = 2")
-        .replace("group_size = 8", "group_size = 4")
-        .replace("mini_batch_size = 64", "mini_batch_size = 8")
-        .replace("micro_batch_size = 32", "micro_batch_size = 4");
-    std::fs::write(&config, config_text).unwrap();
-    let args = MedR1Args {
+    let text = edit(&base);
+    assert_ne!(
+        text, base,
+        "the default config changed shape; update this test"
+    );
+    let config = out.join("med-r1.toml");
+    std::fs::write(&config, text).unwrap();
+    MedR1Args {
         run: RunFlags {
             config: Some(config),
             model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-            out: Some(out.path().join("run")),
+            out: Some(out.join("run")),
             ..Default::default()
         },
-        steps: Some(2),
         train_size: Some(16),
         test_size: Some(8),
         ..Default::default()
-    };
-    run(args).unwrap();
+    }
+}
+
+#[test]
+fn med_r1_runs_end_to_end_and_writes_its_report() {
+    let out = tempfile::tempdir().unwrap();
+    let args = fixture_args(out.path(), |base| {
+        base.replace("eval_max_new_tokens = 48", "eval_max_new_tokens = 8")
+            .replace("max_new_tokens = 48", "max_new_tokens = 8")
+            .replace("prompts_per_step = 8", "prompts_per_step = 2")
+            .replace("group_size = 8", "group_size = 4")
+            .replace("mini_batch_size = 64", "mini_batch_size = 8")
+            .replace("micro_batch_size = 32", "micro_batch_size = 4")
+    });
+    run(MedR1Args {
+        steps: Some(2),
+        ..args
+    })
+    .unwrap();
     let run_dir = out.path().join("run");
     let report = std::fs::read_to_string(run_dir.join("eval.md")).unwrap();
     assert!(
@@ -135,24 +149,10 @@ fn every_listed_group_must_exist() {
 /// base evaluation, naming the field and the pattern.
 #[test]
 fn a_freeze_typo_fails_before_anything_runs() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tempfile::tempdir().unwrap();
-    let config = out.path().join("med-r1.toml");
-    let base = std::fs::read_to_string(root.join("recipes/configs/med-r1.toml")).unwrap();
-    let text = base.replace("[grpo]\n", "[grpo]\nfreeze = [\"visul\"]\n");
-    assert_ne!(text, base);
-    std::fs::write(&config, text).unwrap();
-    let args = MedR1Args {
-        run: RunFlags {
-            config: Some(config),
-            model: Some(root.join("tests/fixtures/models/qwen2-vl-tiny")),
-            out: Some(out.path().join("run")),
-            ..Default::default()
-        },
-        train_size: Some(8),
-        test_size: Some(8),
-        ..Default::default()
-    };
+    let args = fixture_args(out.path(), |base| {
+        base.replace("[grpo]\n", "[grpo]\nfreeze = [\"visul\"]\n")
+    });
     let err = format!("{:#}", run(args).unwrap_err());
     assert!(
         err.contains("grpo.freeze") && err.contains("visul"),
