@@ -306,24 +306,15 @@ impl<B: AutodiffBackend> Policy<B> for VlmPolicy<B> {
 }
 
 impl<B: Backend> VlmPolicy<B> {
-    /// The model inputs of `rows` of a scoring batch: each row's ids (padded
-    /// slots made the pad token, so they can never be mistaken for image
-    /// placeholders) and mask, and its images stacked in row order.
+    /// The model inputs of `rows` of a scoring batch: each row's ids and
+    /// mask, and its images stacked in row order.
     fn model_inputs<M: Backend>(
         &self,
         rows: Vec<(Vec<u32>, Vec<u8>, &PromptVision)>,
     ) -> MultimodalBatch<M> {
-        let pad = self.pad_id;
         let (input_ids, attention_mask): (Vec<Vec<u32>>, Vec<Vec<u8>>) = rows
             .iter()
-            .map(|(ids, mask, _)| {
-                let ids = ids
-                    .iter()
-                    .zip(mask)
-                    .map(|(&t, &m)| if m == 1 { t } else { pad })
-                    .collect();
-                (ids, mask.clone())
-            })
+            .map(|(ids, mask, _)| (ids.clone(), mask.clone()))
             .unzip();
         let vision: Vec<(&[u32], &PromptVision)> = input_ids
             .iter()
@@ -352,17 +343,23 @@ impl<B: Backend> VlmPolicy<B> {
     ) -> Result<Tensor<M, 3>> {
         let p = batch.prompt_ids.dims()[1];
         let c = batch.completion_ids.dims()[1];
-        let prompts = host_ids(&batch.prompt_ids);
         let prompt_mask = host_mask(&batch.prompt_mask);
-        let mut completions = host_ids(&batch.completion_ids);
         let completion_mask = host_mask(&batch.completion_mask);
-        for (ids, mask) in completions.iter_mut().zip(&completion_mask) {
-            for (t, &m) in ids.iter_mut().zip(mask) {
-                if m == 0 {
-                    *t = self.pad_id;
-                }
-            }
-        }
+        // Padded slots hold arbitrary ids: make them the pad token so they
+        // can never be mistaken for image placeholders.
+        let real = |ids: Vec<Vec<u32>>, masks: &[Vec<u8>]| -> Vec<Vec<u32>> {
+            ids.into_iter()
+                .zip(masks)
+                .map(|(row, mask)| {
+                    row.into_iter()
+                        .zip(mask)
+                        .map(|(t, &m)| if m == 1 { t } else { self.pad_id })
+                        .collect()
+                })
+                .collect()
+        };
+        let prompts = real(host_ids(&batch.prompt_ids), &prompt_mask);
+        let completions = real(host_ids(&batch.completion_ids), &completion_mask);
         let vision = self.suppressed();
         let text_only = !completions.iter().flatten().any(|t| vision.contains(t));
         if self.share_prompts && text_only {
