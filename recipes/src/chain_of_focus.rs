@@ -12,7 +12,6 @@
 //! cuda`; see `docs/chain-of-focus.md`.
 
 pub mod episode;
-pub mod sft;
 pub mod task;
 
 use std::collections::BTreeMap;
@@ -36,13 +35,13 @@ use vlrl::rewards::Registry;
 
 use crate::eval::ChoiceTarget;
 use crate::policy::{PromptVision, VlmPolicy};
+use crate::sft::{train_sft, SftConfig, SftControl, SftExample, SftStep};
 use crate::single_turn::set_from;
 use crate::TrainBackend;
 use episode::{
     run_episodes, score_episode, EpisodeScore, FocusEnv, FocusExtra, FocusPolicy, FocusState,
     FocusTarget,
 };
-use sft::{train_sft, SftConfig, SftExample, SftStep};
 use task::{answer_turn_text, example_at, zoom_box_grid, zoom_turn_text, FocusExample, TaskSpec};
 
 /// The recipe's configuration (`recipes/configs/chain-of-focus.toml`).
@@ -679,7 +678,7 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
                     })
                     .collect()
             },
-            |s| {
+            |s, _| {
                 use std::io::Write;
                 if let Ok(line) = serde_json::to_string(s) {
                     let _ = writeln!(metrics, "{line}");
@@ -689,6 +688,7 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
                 if s.step % 25 == 0 {
                     tracing::info!(step = s.step, loss = s.loss, "SFT");
                 }
+                Ok(SftControl::Continue)
             },
         )?;
         progress.finish();

@@ -8,6 +8,7 @@ pub mod lmm_r1;
 pub mod med_r1;
 pub mod policy;
 pub mod pretrain;
+pub mod sft;
 pub mod single_turn;
 pub mod video_rts;
 pub mod vl_prompt;

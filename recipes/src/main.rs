@@ -26,6 +26,9 @@ enum Command {
     ChainOfFocus(chain_of_focus::ChainOfFocusArgs),
     /// Video-RTS: pure-RL video reasoning with sparse-to-dense test-time scaling.
     VideoRts(video_rts::VideoRtsArgs),
+    /// Video base model: SFT on video-events clips from a checkpoint, so that
+    /// Video-RTS's pure RL starts from a model that reads video.
+    VideoBase(video_rts::base::VideoBaseArgs),
     /// LMM-R1: text-only reasoning RL (FRE), then multimodal generalization (MGT).
     LmmR1(lmm_r1::LmmR1Args),
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
@@ -49,6 +52,7 @@ fn main() -> Result<()> {
         Command::Pretrain(args) => pretrain::run(args),
         Command::ChainOfFocus(args) => chain_of_focus::run(args),
         Command::VideoRts(args) => video_rts::run(args),
+        Command::VideoBase(args) => video_rts::base::run(args),
         Command::LmmR1(args) => lmm_r1::run(args),
     }
 }

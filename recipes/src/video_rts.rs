@@ -10,6 +10,7 @@
 //! The report (`eval.md`, `eval.json`) is the paper's trade-off: accuracy and
 //! average frames of TTS against fixed dense sampling, base vs RL.
 
+pub mod base;
 pub mod events;
 pub mod tts;
 
@@ -617,11 +618,6 @@ pub fn evaluate_strategies(
     };
     let first = only(|r| r.first());
     let last = only(|r| r.last());
-    let counts = |rs: &[Vec<Vec<usize>>]| -> Vec<Vec<usize>> {
-        rs.iter()
-            .map(|r| r.iter().map(Vec::len).collect())
-            .collect()
-    };
     let k = config.tts.samples;
     let dense = config.tts.max;
     let sparse = config.tts.start;
@@ -663,32 +659,98 @@ pub fn evaluate_strategies(
     }
     let mut out = Vec::new();
     for (i, (name, plan, greedy, agreement)) in plans.into_iter().enumerate() {
-        let started = Instant::now();
-        let mut sampler = ModelSampler {
-            model,
-            prompter,
-            questions,
-            rounds: plan,
-            tts: &config.tts,
+        // The TTS rows share one seed: their first rounds draw the same
+        // answers, so they differ only by the stopping rule there.
+        let seed = config.seed ^ label.wrapping_mul(0x9E37) ^ ((i.min(3) as u64) << 40);
+        let strategy = Strategy {
+            name: &name,
             greedy,
-            max_new_tokens: config.eval_max_new_tokens,
-            batch_size: config.eval_batch_size,
-            // The TTS rows share one seed: their first rounds draw the same
-            // answers, so they differ only by the stopping rule there.
-            seed: config.seed ^ label.wrapping_mul(0x9E37) ^ ((i.min(3) as u64) << 40),
-            calls: 0,
+            agreement,
+            seed,
         };
-        let decisions = tts::run(&counts(plan), StopRule { agreement }, &mut sampler)?;
-        let result = summarize(&name, questions, &decisions)?;
-        tracing::info!(
-            "{name}: accuracy {:.1}%, {:.1} frames on average ({:.0} s)",
-            100.0 * result.accuracy,
-            result.avg_frames,
-            started.elapsed().as_secs_f64()
-        );
-        out.push(result);
+        out.push(run_strategy(
+            model, prompter, questions, config, plan, &strategy,
+        )?);
     }
     Ok(out)
+}
+
+/// One answering strategy of the report.
+struct Strategy<'a> {
+    name: &'a str,
+    /// One greedy answer per round (else `tts.samples` sampled answers).
+    greedy: bool,
+    /// Share of agreeing answers that stops a question's rounds.
+    agreement: f64,
+    seed: u64,
+}
+
+/// Runs `strategy` over the rounds of `plan` and scores its decisions.
+fn run_strategy(
+    model: &Qwen2VL<EvalBackend>,
+    prompter: &VideoPrompter,
+    questions: &[Question],
+    config: &VideoRtsConfig,
+    plan: &FramePlan,
+    strategy: &Strategy,
+) -> Result<StrategyResult> {
+    let started = Instant::now();
+    let mut sampler = ModelSampler {
+        model,
+        prompter,
+        questions,
+        rounds: plan,
+        tts: &config.tts,
+        greedy: strategy.greedy,
+        max_new_tokens: config.eval_max_new_tokens,
+        batch_size: config.eval_batch_size,
+        seed: strategy.seed,
+        calls: 0,
+    };
+    let counts: Vec<Vec<usize>> = plan
+        .iter()
+        .map(|r| r.iter().map(Vec::len).collect())
+        .collect();
+    let rule = StopRule {
+        agreement: strategy.agreement,
+    };
+    let decisions = tts::run(&counts, rule, &mut sampler)?;
+    let result = summarize(strategy.name, questions, &decisions)?;
+    tracing::info!(
+        "{}: accuracy {:.1}%, {:.1} frames on average ({:.0} s)",
+        strategy.name,
+        100.0 * result.accuracy,
+        result.avg_frames,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(result)
+}
+
+/// Greedy answers of `questions` at `frames` uniformly sampled frames.
+pub fn greedy_at(
+    model: &Qwen2VL<EvalBackend>,
+    prompter: &VideoPrompter,
+    questions: &[Question],
+    config: &VideoRtsConfig,
+    frames: usize,
+) -> Result<StrategyResult> {
+    let schedule = ScheduleConfig {
+        start: frames,
+        max: frames,
+        ..config.tts.schedule()
+    };
+    let plan: FramePlan = questions
+        .iter()
+        .map(|q| Ok(q.clip.rounds(&schedule)?.into_iter().take(1).collect()))
+        .collect::<Result<_>>()?;
+    let name = format!("greedy, {frames} frames");
+    let strategy = Strategy {
+        name: &name,
+        greedy: true,
+        agreement: 1.0,
+        seed: config.seed,
+    };
+    run_strategy(model, prompter, questions, config, &plan, &strategy)
 }
 
 /// Runs the recipe: base evaluation, GRPO, RL evaluation, the report.

@@ -21,8 +21,8 @@ fn root() -> PathBuf {
 fn toy_config_text() -> String {
     std::fs::read_to_string(root().join("recipes/configs/video-rts.toml"))
         .unwrap()
-        .replace("eval_max_new_tokens = 48", "eval_max_new_tokens = 24")
-        .replace("max_new_tokens = 48", "max_new_tokens = 24")
+        .replace("eval_max_new_tokens = 56", "eval_max_new_tokens = 24")
+        .replace("max_new_tokens = 56", "max_new_tokens = 24")
         .replace("samples = 5", "samples = 3")
         .replace("prompts_per_step = 8", "prompts_per_step = 2")
         .replace("group_size = 8", "group_size = 4")
@@ -317,4 +317,115 @@ fn video_rts_runs_on_qwen2_5_vl() {
     let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 1, "{metrics}");
     assert!(run_dir.join("eval.md").exists());
+}
+
+fn base_args(out: &std::path::Path) -> recipes::video_rts::base::VideoBaseArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: recipes::video_rts::base::VideoBaseArgs,
+    }
+    let mut args = Cli::parse_from(["video-base"]).args;
+    args.config = root().join("recipes/configs/video-rts.toml");
+    args.init_from = root().join("assets/med-tiny");
+    args.out = out.to_path_buf();
+    args
+}
+
+#[test]
+fn event_traces_fit_the_generation_budget() {
+    let config: VideoRtsConfig = toml::from_str(
+        &std::fs::read_to_string(root().join("recipes/configs/video-rts.toml")).unwrap(),
+    )
+    .unwrap();
+    let ckpt = Checkpoint::open(&root().join("assets/med-tiny")).unwrap();
+    let g = recipes::video_rts::events::VideoEvents::new(config.events.clone()).unwrap();
+    let budget = config
+        .eval_max_new_tokens
+        .min(config.grpo.sampling.max_new_tokens);
+    let mut longest = 0;
+    for i in 0..300 {
+        let trace = g.clip(i, 1).trace();
+        let n = ckpt
+            .prompter
+            .tokenizer
+            .encode(&format!("{trace}<|im_end|>"))
+            .unwrap()
+            .len();
+        if n > longest {
+            eprintln!("{n} tokens: {trace}");
+        }
+        longest = longest.max(n);
+    }
+    assert!(
+        longest <= budget,
+        "the longest trace takes {longest} tokens, over the budget of {budget}"
+    );
+}
+
+#[test]
+fn video_base_trains_and_writes_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("video-tiny");
+    let mut args = base_args(&out);
+    args.steps = 24;
+    args.batch_size = 4;
+    args.eval_every = 12;
+    args.eval_size = 3;
+    recipes::video_rts::base::run(args).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("video_base_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["steps"], 24);
+    // Validations before training, at step 12 and at the end.
+    let steps: Vec<u64> = report["evals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 12, 24]);
+    let losses: Vec<f64> = report["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 2);
+    assert!(
+        losses[1] < 0.8 * losses[0],
+        "SFT on traces lowers the loss: {losses:?}"
+    );
+    // The output is a complete checkpoint with the starting tokenizer.
+    let ckpt = Checkpoint::open(&out).unwrap();
+    ckpt.load().unwrap();
+    for f in ["tokenizer.json", "config.json", "chat_template.json"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(root().join("assets/med-tiny").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn video_base_refuses_to_overwrite_its_start_or_reuse_the_recipe_clips() {
+    let mut args = base_args(&root().join("assets/med-tiny"));
+    let err = recipes::video_rts::base::run(args.clone()).unwrap_err();
+    assert!(format!("{err:#}").contains("--out must differ"), "{err:#}");
+    let dir = tempfile::tempdir().unwrap();
+    args.out = dir.path().join("x");
+    // The recipe's test stream is seed + 1_000_003 = 1_000_003 (recipe seed 0);
+    // the base's SFT stream is --seed + 7_000_001.
+    args.seed = 1_000_003u64.wrapping_sub(7_000_001);
+    let err = recipes::video_rts::base::run(args.clone()).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("would repeat the recipe"),
+        "{err:#}"
+    );
+    args.seed = 17;
+    args.frames = vec![4, 0];
+    let err = recipes::video_rts::base::run(args).unwrap_err();
+    assert!(format!("{err:#}").contains("--frames"), "{err:#}");
 }

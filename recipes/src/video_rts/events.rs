@@ -68,6 +68,13 @@ pub struct EventsConfig {
     pub fps: f32,
     /// Question kinds, cycled by sample index.
     pub tasks: Vec<EventTask>,
+    /// `true`: options in random order (as real benchmarks). `false`: a
+    /// fixed order in which the letter follows from the answer alone, the
+    /// convention of the bundled models (which cannot find a named option in
+    /// a shuffled list, docs/bundled-model.md): colour `k` of the palette
+    /// always takes slot `k mod 4`, so `order` and `change` pick their four
+    /// colours one per slot; `count` lists 1–4 in either mode.
+    pub shuffle_options: bool,
 }
 
 impl Default for EventsConfig {
@@ -77,6 +84,7 @@ impl Default for EventsConfig {
             num_frames: 32,
             fps: 8.0,
             tasks: EventTask::ALL.to_vec(),
+            shuffle_options: true,
         }
     }
 }
@@ -166,6 +174,78 @@ pub struct EventClip {
     pub task: EventTask,
 }
 
+impl EventClip {
+    /// A reasoning trace that states every event of the clip, then the
+    /// answer, in the bundled models' format (`<think>… It shows {answer},
+    /// which is option {X}.</think><answer>{X}</answer>`): the SFT target of
+    /// `recipes video-base`. Stating all events, not only the one asked
+    /// about, makes every example supervise all of the clip's perception (the
+    /// lesson of the second med model, docs/bundled-model.md).
+    pub fn trace(&self) -> String {
+        let row = &self.sample.row;
+        let letter = row.answer.clone().unwrap_or_default();
+        let answer_text = letter
+            .bytes()
+            .next()
+            .and_then(|b| row.options.get(usize::from(b.wrapping_sub(b'A'))))
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<String> = self
+            .scene
+            .objects
+            .iter()
+            .map(SceneObject::describe)
+            .collect();
+        let events = match self.task {
+            EventTask::Order => match names.split_first() {
+                Some(_) => format!("In order: {}.", names.join(", ")),
+                None => String::new(),
+            },
+            EventTask::Count => format!(
+                "I see {} {}: {}.",
+                names.len(),
+                if names.len() == 1 { "shape" } else { "shapes" },
+                names.join(", ")
+            ),
+            EventTask::Change => {
+                let name = |c: [u8; 3]| {
+                    NAMED_COLORS
+                        .iter()
+                        .find(|(_, rgb)| *rgb == c)
+                        .map_or("grey", |(n, _)| n)
+                };
+                match self.scene.backgrounds.as_slice() {
+                    [(_, from), .., (_, to)] => {
+                        format!(
+                            "The background turns from {} to {}.",
+                            name(*from),
+                            name(*to)
+                        )
+                    }
+                    _ => String::new(),
+                }
+            }
+        };
+        format!(
+            "<think>{events} It shows {answer_text}, which is option {letter}.</think><answer>{letter}</answer>"
+        )
+    }
+}
+
+/// Option slots of a question (A–D).
+const SLOTS: usize = 4;
+
+/// Four palette indices, one for each slot `k mod 4` (in slot order), each
+/// drawn among the palette colours of its slot.
+fn one_colour_per_slot(rng: &mut TrainRng) -> Vec<usize> {
+    (0..SLOTS)
+        .map(|slot| {
+            let members: Vec<usize> = (slot..NAMED_COLORS.len()).step_by(SLOTS).collect();
+            members[rng.below(members.len())]
+        })
+        .collect()
+}
+
 /// The `video-events` generator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoEvents {
@@ -236,6 +316,10 @@ impl VideoEvents {
                 rng.shuffle(&mut picks);
                 let mut starts: Vec<u32> = picks[..4].iter().map(|&s| 2 * s as u32).collect();
                 starts.sort_unstable();
+                if !c.shuffle_options {
+                    colours = one_colour_per_slot(&mut rng);
+                    rng.shuffle(&mut colours);
+                }
                 let objects: Vec<SceneObject> = starts
                     .iter()
                     .zip(&colours)
@@ -248,7 +332,12 @@ impl VideoEvents {
                 );
                 let answer = if last { objects.len() - 1 } else { 0 };
                 let mut order: Vec<usize> = (0..objects.len()).collect();
-                rng.shuffle(&mut order);
+                if c.shuffle_options {
+                    rng.shuffle(&mut order);
+                } else {
+                    // Slot k holds the object whose colour is k mod 4.
+                    order.sort_by_key(|&i| colours[i] % SLOTS);
+                }
                 let options = order.iter().map(|&i| objects[i].describe()).collect();
                 let correct = order.iter().position(|&i| i == answer).unwrap_or(0);
                 (question, options, correct, objects, vec![(0, dark)])
@@ -267,6 +356,11 @@ impl VideoEvents {
                 (question, options, count - 1, objects, vec![(0, dark)])
             }
             EventTask::Change => {
+                if !c.shuffle_options {
+                    // Four colours, one per slot: `to` and `from` among them.
+                    colours = one_colour_per_slot(&mut rng);
+                    rng.shuffle(&mut colours);
+                }
                 let (from, to) = (colours[0], colours[1]);
                 let at = n / 4 + rng.below((n / 2) as usize) as u32;
                 let clutter = SceneObject {
@@ -276,7 +370,11 @@ impl VideoEvents {
                 };
                 let mut choices = vec![to, from, colours[2], colours[3]];
                 let mut order: Vec<usize> = (0..4).collect();
-                rng.shuffle(&mut order);
+                if c.shuffle_options {
+                    rng.shuffle(&mut order);
+                } else {
+                    order.sort_by_key(|&i| choices[i] % SLOTS);
+                }
                 choices = order.iter().map(|&i| choices[i]).collect();
                 let options = choices
                     .iter()
@@ -381,6 +479,7 @@ pub fn write_dataset(dir: &Path, clips: &[EventClip]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn generator() -> VideoEvents {
         VideoEvents::new(EventsConfig::default()).unwrap()
@@ -443,5 +542,110 @@ mod tests {
             letters.len() >= 3,
             "answers spread over letters: {letters:?}"
         );
+    }
+
+    #[test]
+    fn fixed_order_puts_each_colour_in_its_slot() {
+        let g = VideoEvents::new(EventsConfig {
+            shuffle_options: false,
+            ..EventsConfig::default()
+        })
+        .unwrap();
+        let slot_of = |name: &str| {
+            NAMED_COLORS
+                .iter()
+                .position(|(n, _)| name.starts_with(n))
+                .unwrap()
+                % SLOTS
+        };
+        let mut letters = std::collections::BTreeMap::<EventTask, BTreeSet<String>>::new();
+        for i in 0..90 {
+            let clip = g.clip(i, 5);
+            let row = &clip.sample.row;
+            row.validate().unwrap();
+            let answer = row.answer.clone().unwrap();
+            letters.entry(clip.task).or_default().insert(answer.clone());
+            let idx = (answer.as_bytes()[0] - b'A') as usize;
+            match clip.task {
+                EventTask::Order | EventTask::Change => {
+                    // Every option sits in its colour's slot, so the answer's
+                    // letter is a function of the answer text alone.
+                    for (k, option) in row.options.iter().enumerate() {
+                        assert_eq!(slot_of(option), k, "{option} in {:?}", row.options);
+                    }
+                    assert_eq!(slot_of(&row.options[idx]), idx);
+                }
+                EventTask::Count => {
+                    assert_eq!(row.options, ["1", "2", "3", "4"]);
+                    assert_eq!(row.options[idx], clip.scene.objects.len().to_string());
+                }
+            }
+            if clip.task == EventTask::Change {
+                // The starting colour is one of the distractors.
+                let from = clip.scene.backgrounds[0].1;
+                let from = NAMED_COLORS.iter().find(|(_, c)| *c == from).unwrap().0;
+                assert!(row.options.iter().any(|o| o == from));
+                assert_ne!(row.options[idx], from);
+            }
+        }
+        for (task, seen) in letters {
+            assert!(
+                seen.len() >= 3,
+                "{task:?} answers spread over letters: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn traces_state_the_events_and_end_with_the_answer() {
+        for shuffle_options in [true, false] {
+            let g = VideoEvents::new(EventsConfig {
+                shuffle_options,
+                ..EventsConfig::default()
+            })
+            .unwrap();
+            for i in 0..30 {
+                let clip = g.clip(i, 8);
+                let trace = clip.trace();
+                let row = &clip.sample.row;
+                let letter = row.answer.clone().unwrap();
+                let idx = (letter.as_bytes()[0] - b'A') as usize;
+                assert!(
+                    trace.ends_with(&format!(
+                        "{}, which is option {letter}.</think><answer>{letter}</answer>",
+                        row.options[idx]
+                    )),
+                    "{trace}"
+                );
+                for o in &clip.scene.objects {
+                    if clip.task != EventTask::Change {
+                        assert!(
+                            trace.contains(&o.describe()),
+                            "{trace} lacks {}",
+                            o.describe()
+                        );
+                    }
+                }
+                match clip.task {
+                    EventTask::Order => {
+                        let first = clip.scene.objects[0].describe();
+                        assert!(trace.starts_with(&format!("<think>In order: {first}, ")));
+                    }
+                    EventTask::Count => {
+                        let n = clip.scene.objects.len();
+                        assert!(
+                            trace.starts_with(&format!("<think>I see {n} shape")),
+                            "{trace}"
+                        );
+                    }
+                    EventTask::Change => {
+                        assert!(
+                            trace.contains(&format!("to {}.", row.options[idx])),
+                            "{trace}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -132,14 +132,23 @@ pub fn sft_batch<B: AutodiffBackend, E: Clone>(
     (batch, f(lmask, c), tokens)
 }
 
-/// Trains `policy` for `cfg.steps` steps on batches from `next_batch(step)`;
-/// `on_step` sees every logged step (for metrics files and progress).
+/// What to do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SftControl {
+    Continue,
+    /// End training now (an early stop), keeping the policy as it is.
+    Stop,
+}
+
+/// Trains `policy` for up to `cfg.steps` steps on batches from
+/// `next_batch(step)`; `on_step` sees every step and the updated policy (for
+/// metrics files, progress and periodic evaluations) and may stop early.
 pub fn train_sft<B: AutodiffBackend, P: Policy<B>>(
     mut policy: P,
     cfg: &SftConfig,
     device: &B::Device,
     mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
-    mut on_step: impl FnMut(&SftStep),
+    mut on_step: impl FnMut(&SftStep, &P) -> Result<SftControl>,
 ) -> Result<(P, Vec<SftStep>)> {
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay)
@@ -181,8 +190,10 @@ pub fn train_sft<B: AutodiffBackend, P: Policy<B>>(
             grad_norm,
             seconds: t.elapsed().as_secs_f64(),
         };
-        on_step(&s);
         history.push(s);
+        if on_step(&s, &policy)? == SftControl::Stop {
+            break;
+        }
     }
     Ok((policy, history))
 }
