@@ -336,6 +336,16 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The files of a checkpoint directory besides `model.safetensors`.
+pub const CHECKPOINT_FILES: [&str; 6] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+];
+
 fn processor_config(image_size: u32) -> ProcessorConfig {
     let side = image_size as usize;
     ProcessorConfig {
@@ -584,19 +594,11 @@ pub fn pretrain_from(
     save_qwen2_vl(&trained, &spec, out)?;
     let reloaded = Qwen2VL::<Cpu>::from_dir(out, &device)?;
     let fin = evaluator.evaluate(&reloaded, cfg.final_eval_samples)?;
-    let checkpoint_bytes = [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "chat_template.json",
-        "generation_config.json",
-        "preprocessor_config.json",
-    ]
-    .iter()
-    .filter_map(|f| std::fs::metadata(out.join(f)).ok())
-    .map(|m| m.len())
-    .sum();
+    let checkpoint_bytes = std::iter::once(&"model.safetensors")
+        .chain(CHECKPOINT_FILES.iter())
+        .filter_map(|f| std::fs::metadata(out.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
     let report = PretrainReport {
         config: cfg.clone(),
         steps,

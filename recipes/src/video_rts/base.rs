@@ -27,6 +27,7 @@ use super::{
     VideoRtsArgs, VideoRtsConfig,
 };
 use crate::policy::{VisionExtra, VlmPolicy};
+use crate::pretrain::CHECKPOINT_FILES;
 use crate::sft::{train_sft, SftConfig, SftControl, SftExample, SftStep};
 use crate::single_turn::{Checkpoint, RunFlags};
 use crate::TrainBackend;
@@ -306,19 +307,9 @@ pub fn run(args: VideoBaseArgs) -> Result<()> {
     Ok(())
 }
 
-/// The files of a Hugging Face checkpoint besides its weights: copied from
-/// the starting checkpoint, since the architecture and tokenizer are kept.
-const CHECKPOINT_FILES: [&str; 6] = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "chat_template.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-];
-
 /// Writes `model` as a checkpoint in `out`: the weights, and the other
-/// files of `from` (each written atomically).
+/// files of `from` (each written atomically), which the model shares since
+/// SFT keeps the architecture and tokenizer.
 fn write_checkpoint(
     from: &Path,
     out: &Path,
