@@ -74,7 +74,7 @@ pub struct TtsConfig {
 impl Default for TtsConfig {
     fn default() -> Self {
         Self {
-            start: 4,
+            start: 8,
             max: 16,
             growth: 2,
             densify: Densify::Reference,
@@ -144,13 +144,17 @@ pub struct VideoRtsConfig {
 impl Default for VideoRtsConfig {
     fn default() -> Self {
         Self {
-            model: PathBuf::from("assets/med-tiny"),
+            model: PathBuf::from("assets/video-tiny"),
             data: None,
             out: PathBuf::from("runs/video-rts"),
             seed: 0,
             train_size: 240,
             test_size: 90,
-            events: EventsConfig::default(),
+            // The bundled models' fixed option order (see `EventsConfig`).
+            events: EventsConfig {
+                shuffle_options: false,
+                ..EventsConfig::default()
+            },
             train_frames: 16,
             video_min_pixels: 56 * 56,
             video_max_pixels: 56 * 56,

@@ -24,6 +24,8 @@ fn toy_config_text() -> String {
         .replace("eval_max_new_tokens = 56", "eval_max_new_tokens = 24")
         .replace("max_new_tokens = 56", "max_new_tokens = 24")
         .replace("samples = 5", "samples = 3")
+        // Two doublings (4 → 8 → 16) exercise more of the schedule.
+        .replace("start = 8 ", "start = 4 ")
         .replace("prompts_per_step = 8", "prompts_per_step = 2")
         .replace("group_size = 8", "group_size = 4")
         .replace("mini_batch_size = 64", "mini_batch_size = 8")
@@ -32,7 +34,7 @@ fn toy_config_text() -> String {
 
 fn toy_config() -> VideoRtsConfig {
     let mut c: VideoRtsConfig = toml::from_str(&toy_config_text()).unwrap();
-    c.model = root().join("assets/med-tiny");
+    c.model = root().join("assets/video-tiny");
     c.test_size = 6;
     c.train_size = 6;
     c
@@ -47,7 +49,7 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
     let args = VideoRtsArgs {
         run: RunFlags {
             config: Some(config),
-            model: Some(root().join("assets/med-tiny")),
+            model: Some(root().join("assets/video-tiny")),
             out: Some(run_dir.clone()),
             ..Default::default()
         },
@@ -428,4 +430,29 @@ fn video_base_refuses_to_overwrite_its_start_or_reuse_the_recipe_clips() {
     args.frames = vec![4, 0];
     let err = recipes::video_rts::base::run(args).unwrap_err();
     assert!(format!("{err:#}").contains("--frames"), "{err:#}");
+}
+
+/// The committed `assets/video-tiny` reads video where its starting point
+/// (`assets/med-tiny`) does not: background-change questions at the dense
+/// frame count (docs/bundled-model.md: 30/30 on validation and test).
+#[test]
+fn the_bundled_video_model_reads_the_background_change() {
+    let mut config = toy_config();
+    config.events.tasks = vec![recipes::video_rts::events::EventTask::Change];
+    config.test_size = 12;
+    config.train_size = 0;
+    config.eval_batch_size = 12;
+    config.eval_max_new_tokens = 40;
+    let (_, test) = datasets(&config).unwrap();
+    let correct = |model: &str| {
+        let ckpt = Checkpoint::open(&root().join(model)).unwrap();
+        let prompter = VideoPrompter::new(&ckpt, &config);
+        let model = ckpt.load().unwrap().valid();
+        let r = recipes::video_rts::greedy_at(&model, &prompter, &test, &config, 16).unwrap();
+        (r.accuracy * test.len() as f64).round() as usize
+    };
+    let (video, med) = (correct("assets/video-tiny"), correct("assets/med-tiny"));
+    eprintln!("background changes answered: video-tiny {video}/12, med-tiny {med}/12");
+    assert!(video >= 11, "video-tiny: {video}/12 background changes");
+    assert!(med <= 6, "med-tiny: {med}/12 background changes");
 }
