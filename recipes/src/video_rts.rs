@@ -124,8 +124,10 @@ pub struct VideoRtsConfig {
     pub train_size: usize,
     pub test_size: usize,
     pub events: EventsConfig,
-    /// Frames per training rollout (uniformly sampled).
-    pub train_frames: usize,
+    /// Frames per training rollout (uniformly sampled): one count, or a
+    /// list that training questions cycle through (e.g. `[8, 16]`, the TTS
+    /// rounds, so RL also sees the sparse inputs that TTS answers from).
+    pub train_frames: FrameCounts,
     /// Pixel bounds of each resized video frame (the video processor's
     /// `min_pixels` / `max_pixels`).
     pub video_min_pixels: usize,
@@ -155,7 +157,7 @@ impl Default for VideoRtsConfig {
                 shuffle_options: false,
                 ..EventsConfig::default()
             },
-            train_frames: 16,
+            train_frames: FrameCounts::One(16),
             video_min_pixels: 56 * 56,
             video_max_pixels: 56 * 56,
             prompt_template: "{question} Output the thinking process in <think> </think> and final answer (option) in <answer> </answer> tags.".into(),
@@ -167,6 +169,36 @@ impl Default for VideoRtsConfig {
             tts: TtsConfig::default(),
             grpo: GrpoConfig::default(),
         }
+    }
+}
+
+/// Frame counts of training prompts: `16` or `[8, 16]` in TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FrameCounts {
+    One(usize),
+    /// Question `i` gets count `i mod len`.
+    Cycle(Vec<usize>),
+}
+
+impl FrameCounts {
+    /// The frame count of training question `i`.
+    pub fn get(&self, i: usize) -> usize {
+        match self {
+            FrameCounts::One(n) => *n,
+            FrameCounts::Cycle(v) => v.get(i % v.len().max(1)).copied().unwrap_or(0),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = match self {
+            FrameCounts::One(n) => *n > 0,
+            FrameCounts::Cycle(v) => !v.is_empty() && v.iter().all(|&n| n > 0),
+        };
+        if !ok {
+            bail!("train_frames must be a positive frame count or a non-empty list of them, got {self:?}");
+        }
+        Ok(())
     }
 }
 
@@ -186,8 +218,9 @@ pub struct VideoRtsArgs {
     pub train_size: Option<usize>,
     #[arg(long)]
     pub test_size: Option<usize>,
-    #[arg(long)]
-    pub train_frames: Option<usize>,
+    /// Frames per training rollout; a comma list is cycled over questions.
+    #[arg(long, value_delimiter = ',')]
+    pub train_frames: Option<Vec<usize>>,
     /// First-round frames of the TTS schedule.
     #[arg(long)]
     pub tts_start: Option<usize>,
@@ -211,7 +244,13 @@ impl VideoRtsArgs {
         )?;
         set_from(&mut c.train_size, &self.train_size);
         set_from(&mut c.test_size, &self.test_size);
-        set_from(&mut c.train_frames, &self.train_frames);
+        if let Some(counts) = &self.train_frames {
+            c.train_frames = match counts.as_slice() {
+                [one] => FrameCounts::One(*one),
+                many => FrameCounts::Cycle(many.to_vec()),
+            };
+        }
+        c.train_frames.validate()?;
         set_from(&mut c.tts.start, &self.tts_start);
         set_from(&mut c.tts.max, &self.tts_max);
         set_from(&mut c.tts.samples, &self.tts_samples);
@@ -779,21 +818,23 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
     let ckpt = Checkpoint::open(&config.model)?;
     let prompter = VideoPrompter::new(&ckpt, &config);
     let (train_questions, test) = datasets(&config)?;
-    let train_schedule = ScheduleConfig {
-        start: config.train_frames,
-        max: config.train_frames,
-        ..config.tts.schedule()
-    };
     let train = train_questions
         .iter()
-        .map(|q| {
-            let rounds = q.clip.rounds(&train_schedule)?;
+        .enumerate()
+        .map(|(i, q)| {
+            let frames = config.train_frames.get(i);
+            let schedule = ScheduleConfig {
+                start: frames,
+                max: frames,
+                ..config.tts.schedule()
+            };
+            let rounds = q.clip.rounds(&schedule)?;
             let indices = rounds.first().context("empty training frame schedule")?;
             prompter.prompt(q, indices)
         })
         .collect::<Result<Vec<_>>>()?;
     tracing::info!(
-        "video-rts: {} training prompts ({} frames each), {} held-out questions",
+        "video-rts: {} training prompts ({:?} frames), {} held-out questions",
         train.len(),
         config.train_frames,
         test.len()
