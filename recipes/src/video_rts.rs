@@ -311,6 +311,21 @@ impl ClipSource {
         }
     }
 
+    /// The indices of `frames` frames spread over the clip: the one round
+    /// of a schedule that starts and ends at `frames` (so the same rule, and
+    /// the same indices, as a TTS round of that size).
+    pub fn indices_at(&self, tts: &TtsConfig, frames: usize) -> Result<Vec<usize>> {
+        let schedule = ScheduleConfig {
+            start: frames,
+            max: frames,
+            ..tts.schedule()
+        };
+        self.rounds(&schedule)?
+            .into_iter()
+            .next()
+            .context("empty frame schedule")
+    }
+
     /// Frame indices of each round of `schedule` for this clip.
     pub fn rounds(&self, schedule: &ScheduleConfig) -> Result<Vec<Vec<usize>>> {
         Ok(sparse_to_dense(schedule, self.frame_count(), self.fps())?
@@ -777,14 +792,9 @@ pub fn greedy_at(
     config: &VideoRtsConfig,
     frames: usize,
 ) -> Result<StrategyResult> {
-    let schedule = ScheduleConfig {
-        start: frames,
-        max: frames,
-        ..config.tts.schedule()
-    };
     let plan: FramePlan = questions
         .iter()
-        .map(|q| Ok(q.clip.rounds(&schedule)?.into_iter().take(1).collect()))
+        .map(|q| Ok(vec![q.clip.indices_at(&config.tts, frames)?]))
         .collect::<Result<_>>()?;
     let name = format!("greedy, {frames} frames");
     let strategy = Strategy {
@@ -822,15 +832,8 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            let frames = config.train_frames.get(i);
-            let schedule = ScheduleConfig {
-                start: frames,
-                max: frames,
-                ..config.tts.schedule()
-            };
-            let rounds = q.clip.rounds(&schedule)?;
-            let indices = rounds.first().context("empty training frame schedule")?;
-            prompter.prompt(q, indices)
+            let indices = q.clip.indices_at(&config.tts, config.train_frames.get(i))?;
+            prompter.prompt(q, &indices)
         })
         .collect::<Result<Vec<_>>>()?;
     tracing::info!(

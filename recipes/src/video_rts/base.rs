@@ -19,7 +19,6 @@ use burn::module::AutodiffModule;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use vlrl::qwen::save::{qwen2_vl_tensors, write_atomic, write_safetensors};
-use vlrl::video::ScheduleConfig;
 
 use super::events::{EventClip, VideoEvents};
 use super::{
@@ -134,17 +133,7 @@ fn example(
         .encode(&format!("{}<|im_end|>", clip.trace()))?;
     let row = clip.sample.row.clone();
     let q = question_from_row(config, &row, ClipSource::Synthetic(clip.scene))?;
-    let schedule = ScheduleConfig {
-        start: frames,
-        max: frames,
-        ..config.tts.schedule()
-    };
-    let indices = q
-        .clip
-        .rounds(&schedule)?
-        .into_iter()
-        .next()
-        .context("empty frame schedule")?;
+    let indices = q.clip.indices_at(&config.tts, frames)?;
     let prompt = prompter.prompt(&q, &indices)?;
     Ok(SftExample {
         prompt_ids: prompt.ids,
