@@ -197,10 +197,7 @@ impl EventClip {
             .map(SceneObject::describe)
             .collect();
         let events = match self.task {
-            EventTask::Order => match names.split_first() {
-                Some(_) => format!("In order: {}.", names.join(", ")),
-                None => String::new(),
-            },
+            EventTask::Order => format!("In order: {}.", names.join(", ")),
             EventTask::Count => format!(
                 "I see {} {}: {}.",
                 names.len(),
