@@ -456,3 +456,45 @@ fn the_bundled_video_model_reads_the_background_change() {
     assert!(video >= 11, "video-tiny: {video}/12 background changes");
     assert!(med <= 6, "med-tiny: {med}/12 background changes");
 }
+
+#[test]
+fn train_frames_take_one_count_or_a_cycled_list() {
+    use recipes::video_rts::FrameCounts;
+    let dir = tempfile::tempdir().unwrap();
+    let resolve = |toml: &str, flag: Option<Vec<usize>>| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        VideoRtsArgs {
+            run: RunFlags {
+                config: Some(path),
+                ..Default::default()
+            },
+            train_frames: flag,
+            ..Default::default()
+        }
+        .resolve()
+    };
+    let c = resolve("train_frames = [8, 16]\n", None).unwrap();
+    assert_eq!(c.train_frames, FrameCounts::Cycle(vec![8, 16]));
+    assert_eq!(
+        (0..3).map(|i| c.train_frames.get(i)).collect::<Vec<_>>(),
+        [8, 16, 8]
+    );
+    let c = resolve("train_frames = 16\n", None).unwrap();
+    assert_eq!(c.train_frames, FrameCounts::One(16));
+    let c = resolve("train_frames = 16\n", Some(vec![4, 8])).unwrap();
+    assert_eq!(c.train_frames, FrameCounts::Cycle(vec![4, 8]));
+    let c = resolve("", Some(vec![12])).unwrap();
+    assert_eq!(c.train_frames, FrameCounts::One(12));
+    for bad in [
+        "train_frames = [8, 0]\n",
+        "train_frames = []\n",
+        "train_frames = 0\n",
+    ] {
+        let err = resolve(bad, None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("train_frames"),
+            "{bad}: {err:#}"
+        );
+    }
+}
