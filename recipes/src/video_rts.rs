@@ -375,6 +375,12 @@ fn question_from_row(config: &VideoRtsConfig, row: &Row, clip: ClipSource) -> Re
     })
 }
 
+/// The seed of the synthetic held-out clips: another stream than training's
+/// (`seed`), so they are never seen in training.
+fn test_seed(config: &VideoRtsConfig) -> u64 {
+    config.seed.wrapping_add(1_000_003)
+}
+
 fn synthetic_questions(config: &VideoRtsConfig, n: usize, seed: u64) -> Result<Vec<Question>> {
     let generator = VideoEvents::new(config.events.clone())?;
     (0..n as u64)
@@ -413,12 +419,7 @@ pub fn datasets(config: &VideoRtsConfig) -> Result<(Vec<Question>, Vec<Question>
     match &config.data {
         None => Ok((
             synthetic_questions(config, config.train_size, config.seed)?,
-            // Another seed stream: held-out clips never seen in training.
-            synthetic_questions(
-                config,
-                config.test_size,
-                config.seed.wrapping_add(1_000_003),
-            )?,
+            synthetic_questions(config, config.test_size, test_seed(config))?,
         )),
         Some(path) => {
             let mut all = file_questions(config, path)?;

@@ -22,8 +22,8 @@ use vlrl::qwen::save::{qwen2_vl_tensors, write_atomic, write_safetensors};
 
 use super::events::{EventClip, VideoEvents};
 use super::{
-    greedy_at, question_from_row, ClipSource, Question, StrategyResult, VideoPrompter,
-    VideoRtsArgs, VideoRtsConfig,
+    greedy_at, question_from_row, synthetic_questions, test_seed, ClipSource, StrategyResult,
+    VideoPrompter, VideoRtsArgs, VideoRtsConfig,
 };
 use crate::policy::{VisionExtra, VlmPolicy};
 use crate::pretrain::CHECKPOINT_FILES;
@@ -103,11 +103,11 @@ pub struct VideoBaseReport {
 }
 
 /// Seed streams of the SFT and validation clips, kept apart from the
-/// recipe's training (`seed`) and test (`seed + 1_000_003`) streams.
+/// recipe's training (`seed`) and test ([`test_seed`]) streams.
 fn streams(args: &VideoBaseArgs, config: &VideoRtsConfig) -> Result<(u64, u64)> {
     let sft = args.seed.wrapping_add(7_000_001);
     let validation = args.seed.wrapping_add(9_000_011);
-    let recipe = [config.seed, config.seed.wrapping_add(1_000_003)];
+    let recipe = [config.seed, test_seed(config)];
     if recipe.contains(&sft) || recipe.contains(&validation) {
         bail!(
             "--seed {}: its clip streams would repeat the recipe's training or test clips \
@@ -176,12 +176,7 @@ pub fn run(args: VideoBaseArgs) -> Result<()> {
     let ckpt = Checkpoint::open(&args.init_from)?;
     let prompter = VideoPrompter::new(&ckpt, &config);
     let generator = VideoEvents::new(config.events.clone())?;
-    let validation: Vec<Question> = (0..args.eval_size as u64)
-        .map(|i| {
-            let clip = generator.clip(i, validation_seed);
-            question_from_row(&config, &clip.sample.row, ClipSource::Synthetic(clip.scene))
-        })
-        .collect::<Result<_>>()?;
+    let validation = synthetic_questions(&config, args.eval_size, validation_seed)?;
     let (sparse, dense) = (config.tts.start, config.tts.max);
     let validate = |model: &vlrl::qwen::Qwen2VL<super::EvalBackend>, step: usize| {
         let eval = BaseEval {
