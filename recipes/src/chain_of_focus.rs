@@ -11,6 +11,7 @@
 //! Real scale: `--model` a Qwen2-VL / Qwen2.5-VL checkpoint, `--features
 //! cuda`; see `docs/chain-of-focus.md`.
 
+pub mod base;
 pub mod episode;
 pub mod task;
 
@@ -232,14 +233,7 @@ fn build_item(
     let text = template.replace("{question}", &ex.question);
     let (ids, extra) = env.prompt(ex.image.clone(), &text)?;
     let target = FocusTarget {
-        choice: ChoiceTarget {
-            answer: ex.answer.clone(),
-            options: ex.options.clone(),
-            groups: BTreeMap::from([
-                ("size".to_string(), ex.size.to_string()),
-                ("kind".to_string(), ex.kind.name().to_string()),
-            ]),
-        },
+        choice: choice_target(ex),
         bbox: ex.target_box,
         max_turns: match mode {
             Mode::Zoom => config.max_turns,
@@ -257,6 +251,23 @@ fn build_item(
         size: ex.size,
         mode,
     })
+}
+
+/// The multiple-choice ground truth of a question, grouped by size and kind.
+fn choice_target(ex: &FocusExample) -> ChoiceTarget {
+    ChoiceTarget {
+        answer: ex.answer.clone(),
+        options: ex.options.clone(),
+        groups: BTreeMap::from([
+            ("size".to_string(), ex.size.to_string()),
+            ("kind".to_string(), ex.kind.name().to_string()),
+        ]),
+    }
+}
+
+/// The seed stream of the held-out questions.
+fn test_seed(config: &ChainOfFocusConfig) -> u64 {
+    config.seed.wrapping_add(1_000_003)
 }
 
 fn task_spec(config: &ChainOfFocusConfig) -> TaskSpec {
@@ -296,11 +307,8 @@ pub fn sft_example(
     let zoom_text = zoom_turn_text(zoom_box_grid(ex.target_box, ex.size, config.box_grid));
     let zoom_ids = tok.encode(&format!("{zoom_text}<|im_end|>"))?;
     let state = item.prompt.extra.as_ref();
-    let mut focus = FocusLoop::new(state.frame, env.focus.clone());
-    let FocusAction::Zoom { plan, .. } = focus.step(&zoom_text) else {
-        bail!("trace box {zoom_text} is not a valid zoom");
-    };
-    let (inserted, crop_vision) = env.zoom_turn(&FocusLoop::render(&ex.image, &plan))?;
+    let crop = trace_crop(env, state.frame, ex, &zoom_text)?;
+    let (inserted, crop_vision) = env.zoom_turn(&crop)?;
     let mut vision: PromptVision = state.vision.as_ref().clone();
     vision.pixel_values.extend(crop_vision.pixel_values);
     vision.grid_thw.extend(crop_vision.grid_thw);
@@ -320,6 +328,21 @@ pub fn sft_example(
             frame: state.frame,
         }),
     })
+}
+
+/// The crop a trace's zoom turn `zoom_text` cuts from `ex`'s image, whose
+/// first view is `frame`: what the model sees after that zoom.
+fn trace_crop(
+    env: &FocusEnv,
+    frame: vlrl::grounding::ImageFrame,
+    ex: &FocusExample,
+    zoom_text: &str,
+) -> Result<image::RgbImage> {
+    let mut focus = FocusLoop::new(frame, env.focus.clone());
+    let FocusAction::Zoom { plan, .. } = focus.step(zoom_text) else {
+        bail!("trace box {zoom_text} is not a valid zoom");
+    };
+    Ok(FocusLoop::render(&ex.image, &plan))
 }
 
 /// Accuracy cell of one (mode, size).
@@ -392,6 +415,21 @@ pub fn focus_target(
     Ok(build_item(config, env, ex, mode)?.target)
 }
 
+/// Greedy decoding of one turn, vision placeholders never generated.
+fn greedy_params<B: Backend>(
+    model: &Qwen2VL<B>,
+    env: &FocusEnv,
+    max_new_tokens: usize,
+) -> SamplingParams {
+    let t = model.tokens();
+    SamplingParams {
+        max_new_tokens,
+        stop_tokens: env.stop_tokens.clone(),
+        suppress_tokens: vec![t.image_token_id, t.video_token_id],
+        ..Default::default()
+    }
+}
+
 /// Greedy episodes on the held-out items, scored as in training.
 fn evaluate_focus<B: Backend>(
     model: &Qwen2VL<B>,
@@ -401,13 +439,7 @@ fn evaluate_focus<B: Backend>(
     max_new_tokens: usize,
 ) -> Result<FocusEval> {
     let registry = Registry::with_defaults();
-    let t = model.tokens();
-    let params = SamplingParams {
-        max_new_tokens,
-        stop_tokens: env.stop_tokens.clone(),
-        suppress_tokens: vec![t.image_token_id, t.video_token_id],
-        ..Default::default()
-    };
+    let params = greedy_params(model, env, max_new_tokens);
     let mut eval = FocusEval::default();
     for mode in [Mode::Zoom, Mode::Direct] {
         let of_mode: Vec<&Item> = items.iter().filter(|i| i.mode == mode).collect();
@@ -591,7 +623,7 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
     let device = burn::tensor::Device::<TrainBackend>::default();
 
     // Held-out questions: every size, each asked with and without zoom.
-    let test_seed = config.seed.wrapping_add(1_000_003);
+    let test_seed = test_seed(config);
     let mut test = Vec::new();
     for &size in &config.sizes {
         for i in 0..config.test_per_size as u64 {

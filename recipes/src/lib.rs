@@ -2,6 +2,7 @@
 //! vlrl crates, shared by the `recipes` binary and its integration tests.
 
 pub mod chain_of_focus;
+pub mod base_model;
 pub mod eval;
 pub mod generate;
 pub mod lmm_r1;

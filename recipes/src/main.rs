@@ -29,6 +29,10 @@ enum Command {
     /// Video base model: SFT on video-events clips from a checkpoint, so that
     /// Video-RTS's pure RL starts from a model that reads video.
     VideoBase(video_rts::base::VideoBaseArgs),
+    /// Focus base model: SFT on reading crops and locating objects in
+    /// zoom-search images, so that Chain-of-Focus starts from a model that
+    /// reads what it zooms into.
+    ZoomBase(chain_of_focus::base::ZoomBaseArgs),
     /// LMM-R1: text-only reasoning RL (FRE), then multimodal generalization (MGT).
     LmmR1(lmm_r1::LmmR1Args),
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
         Command::ChainOfFocus(args) => chain_of_focus::run(args),
         Command::VideoRts(args) => video_rts::run(args),
         Command::VideoBase(args) => video_rts::base::run(args),
+        Command::ZoomBase(args) => chain_of_focus::base::run(args),
         Command::LmmR1(args) => lmm_r1::run(args),
     }
 }

@@ -50,11 +50,22 @@ impl VlPrompter {
 
     /// Token ids (placeholders expanded) and pixel patches of one prompt.
     pub fn build(&self, images: &[RgbImage], text: &str) -> Result<(Vec<u32>, Arc<PromptVision>)> {
+        self.build_with(images, text, &self.processor)
+    }
+
+    /// [`Self::build`] with another image processor (another pixel budget,
+    /// such as a zoomed crop's).
+    pub fn build_with(
+        &self,
+        images: &[RgbImage],
+        text: &str,
+        processor: &ProcessorConfig,
+    ) -> Result<(Vec<u32>, Arc<PromptVision>)> {
         let rendered = self.render(images.len(), text)?;
         let vision = if images.is_empty() {
             PromptVision::default()
         } else {
-            let patches = preprocess_images(images, &self.processor)?;
+            let patches = preprocess_images(images, processor)?;
             PromptVision {
                 pixel_values: patches.data,
                 patch_dim: patches.patch_dim,
@@ -62,12 +73,8 @@ impl VlPrompter {
                 second_per_grid_t: Vec::new(),
             }
         };
-        let expanded = expand_vision_placeholders(
-            &rendered,
-            &vision.grid_thw,
-            &[],
-            self.processor.merge_size,
-        )?;
+        let expanded =
+            expand_vision_placeholders(&rendered, &vision.grid_thw, &[], processor.merge_size)?;
         Ok((self.tokenizer.encode(&expanded)?, Arc::new(vision)))
     }
 

@@ -110,11 +110,26 @@ impl FocusEnv {
 
     /// The prompt ids and first view of an image and a question.
     pub fn prompt(&self, image: Arc<RgbImage>, text: &str) -> Result<(Vec<u32>, FocusExtra)> {
-        let (ids, vision) = self
-            .prompter
-            .build(std::slice::from_ref(image.as_ref()), text)?;
+        self.prompt_with(image, text, &self.prompter.processor)
+    }
+
+    /// A prompt whose only image is seen at the crop budget, as a zoomed
+    /// crop is (`recipes zoom-base` teaches reading such views).
+    pub fn crop_prompt(&self, crop: Arc<RgbImage>, text: &str) -> Result<(Vec<u32>, FocusExtra)> {
+        self.prompt_with(crop, text, &self.crop_processor)
+    }
+
+    fn prompt_with(
+        &self,
+        image: Arc<RgbImage>,
+        text: &str,
+        processor: &ProcessorConfig,
+    ) -> Result<(Vec<u32>, FocusExtra)> {
+        let (ids, vision) =
+            self.prompter
+                .build_with(std::slice::from_ref(image.as_ref()), text, processor)?;
         let grid = vision.grid_thw.first().copied().context("no image grid")?;
-        let patch = self.prompter.processor.patch_size;
+        let patch = processor.patch_size;
         let frame = ImageFrame::new(
             image.width(),
             image.height(),

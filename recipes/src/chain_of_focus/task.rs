@@ -157,12 +157,17 @@ pub fn zoom_box_grid(target: [f32; 4], size: u32, grid: u32) -> [u32; 4] {
     [x1, y1, x2, y2]
 }
 
-/// The zoom turn of a trace (before the `<|im_end|>` stop token).
-pub fn zoom_turn_text(b: [u32; 4]) -> String {
+/// A box on Qwen2-VL's 0–1000 grid in its box tokens.
+pub fn box_text(b: [u32; 4]) -> String {
     format!(
-        "<think>Find the coloured object.</think><|box_start|>({},{}),({},{})<|box_end|>",
+        "<|box_start|>({},{}),({},{})<|box_end|>",
         b[0], b[1], b[2], b[3]
     )
+}
+
+/// The zoom turn of a trace (before the `<|im_end|>` stop token).
+pub fn zoom_turn_text(b: [u32; 4]) -> String {
+    format!("<think>Find the coloured object.</think>{}", box_text(b))
 }
 
 /// The answer turn of a trace: what the (zoomed) view shows, then the

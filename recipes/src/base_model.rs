@@ -1,0 +1,201 @@
+//! The `*-base` commands' shared loop: continue a checkpoint with SFT on a
+//! recipe's perception task until a validation score or a time limit, and
+//! write the result as a Hugging Face checkpoint with the same tokenizer and
+//! architecture.
+//!
+//! A real VLM brings perception to RL (Qwen2.5-VL reads video and small
+//! objects, and writes boxes); the tiny bundled `assets/med-tiny` does not.
+//! Each recipe whose paper relies on such a skill gets a base model made by
+//! this loop (`recipes video-base` → `assets/video-tiny`, `recipes zoom-base`
+//! → `assets/zoom-tiny`), so that the recipe's RL sharpens a skill that is
+//! there rather than searching for one that is not.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::module::AutodiffModule;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use vlrl::grpo::policy::Policy;
+use vlrl::qwen::save::write_atomic;
+use vlrl::qwen::Qwen2VL;
+
+use crate::pretrain::write_checkpoint;
+use crate::sft::{train_sft, SftConfig, SftControl, SftExample, SftStep};
+use crate::single_turn::EvalBackend;
+use crate::TrainBackend;
+
+/// Training flags shared by the `*-base` commands.
+#[derive(Args, Debug, Clone)]
+pub struct BaseFlags {
+    /// Most SFT steps (the cosine schedule's length).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 20)]
+    pub warmup_steps: usize,
+    /// Greedy validation every this many steps (0 = only at the end).
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Validation questions (their own seed stream; not the recipe's test set).
+    #[arg(long, default_value_t = 60)]
+    pub eval_size: usize,
+    /// Stop once the command's validation score reaches this, so RL keeps
+    /// room (1.0 = never).
+    #[arg(long, default_value_t = 1.0)]
+    pub stop_accuracy: f64,
+    /// Also write the model as `<out>/step-N` every this many steps (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// Stop after this many minutes of training (0 = no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_minutes: f64,
+}
+
+impl BaseFlags {
+    /// The optimizer and schedule.
+    pub fn sft(&self) -> SftConfig {
+        SftConfig {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+        }
+    }
+
+    /// Refuses a zero batch and an output that would overwrite the input.
+    pub fn check(&self, init_from: &Path, out: &Path) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same(init_from, out) {
+            bail!("--out must differ from --init-from ({})", out.display());
+        }
+        Ok(())
+    }
+}
+
+/// How a base run went (the report's common part).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseOutcome<E> {
+    pub init_from: PathBuf,
+    pub seed: u64,
+    pub sft: SftConfig,
+    pub steps: usize,
+    pub stop_reason: String,
+    pub train_seconds: f64,
+    /// `(step, mean loss over the last 10 steps)`.
+    pub losses: Vec<(usize, f64)>,
+    pub evals: Vec<E>,
+}
+
+/// A base run's inputs besides the policy and the closures.
+pub struct BaseRun<'a> {
+    pub flags: &'a BaseFlags,
+    pub init_from: &'a Path,
+    pub out: &'a Path,
+    pub seed: u64,
+}
+
+/// Trains `policy` on `next_batch(step)` with greedy validations
+/// (`validate(model, step)` → the evaluation and the score that
+/// `--stop-accuracy` compares), at step 0, every `--eval-every` steps, on a
+/// time stop and at the end; writes `step-N` snapshots and the final
+/// checkpoint into `run.out`. `model_of` reaches the policy's model.
+pub fn train_base<P, E>(
+    run: BaseRun<'_>,
+    policy: P,
+    model_of: impl Fn(&P) -> &Qwen2VL<TrainBackend>,
+    mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
+    mut validate: impl FnMut(&Qwen2VL<EvalBackend>, usize) -> Result<(E, f64)>,
+) -> Result<BaseOutcome<E>>
+where
+    P: Policy<TrainBackend>,
+{
+    let flags = run.flags;
+    let device = burn::tensor::Device::<TrainBackend>::default();
+    let sft = flags.sft();
+    let mut evals = vec![validate(&model_of(&policy).valid(), 0)?.0];
+    let mut last_validated = 0;
+    let started = Instant::now();
+    let progress = indicatif::ProgressBar::new(flags.steps as u64);
+    let mut losses = Vec::new();
+    let mut window = Vec::new();
+    let mut stop_reason = format!("steps ({})", flags.steps);
+    let (policy, history) = train_sft::<TrainBackend, _>(
+        policy,
+        &sft,
+        &device,
+        &mut next_batch,
+        |s: &SftStep, policy: &P| {
+            progress.inc(1);
+            window.push(s.loss);
+            if s.step.is_multiple_of(10) {
+                let mean = window.iter().sum::<f64>() / window.len() as f64;
+                window.clear();
+                losses.push((s.step, mean));
+                progress.set_message(format!("loss {mean:.3}"));
+            }
+            if flags.save_every > 0 && s.step.is_multiple_of(flags.save_every) {
+                let snapshot = run.out.join(format!("step-{}", s.step));
+                write_checkpoint(run.init_from, &snapshot, &model_of(policy).valid())?;
+            }
+            let out_of_time = flags.max_minutes > 0.0
+                && started.elapsed().as_secs_f64() > flags.max_minutes * 60.0;
+            let due = flags.eval_every > 0 && s.step.is_multiple_of(flags.eval_every);
+            if due || out_of_time {
+                let (eval, score) =
+                    progress.suspend(|| validate(&model_of(policy).valid(), s.step))?;
+                evals.push(eval);
+                last_validated = s.step;
+                if score >= flags.stop_accuracy {
+                    stop_reason = format!("stop_accuracy {} reached", flags.stop_accuracy);
+                    return Ok(SftControl::Stop);
+                }
+            }
+            if out_of_time {
+                stop_reason = format!("max_minutes ({})", flags.max_minutes);
+                return Ok(SftControl::Stop);
+            }
+            Ok(SftControl::Continue)
+        },
+    )?;
+    progress.finish_and_clear();
+    let steps = history.len();
+    if last_validated != steps {
+        evals.push(validate(&model_of(&policy).valid(), steps)?.0);
+    }
+    write_checkpoint(run.init_from, run.out, &model_of(&policy).valid())?;
+    tracing::info!(
+        "wrote {} after {steps} steps ({stop_reason})",
+        run.out.display()
+    );
+    Ok(BaseOutcome {
+        init_from: run.init_from.to_path_buf(),
+        seed: run.seed,
+        sft,
+        steps,
+        stop_reason,
+        train_seconds: started.elapsed().as_secs_f64(),
+        losses,
+        evals,
+    })
+}
+
+/// Writes `report` as pretty JSON to `path`, atomically.
+pub fn write_report(path: &Path, report: &impl Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
