@@ -1,8 +1,8 @@
 //! The `recipes` library: each paper recipe as a small module assembling the
 //! vlrl crates, shared by the `recipes` binary and its integration tests.
 
-pub mod chain_of_focus;
 pub mod base_model;
+pub mod chain_of_focus;
 pub mod eval;
 pub mod generate;
 pub mod lmm_r1;

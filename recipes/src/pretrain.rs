@@ -349,11 +349,7 @@ pub const CHECKPOINT_FILES: [&str; 6] = [
 /// Writes `model` as a checkpoint in `out`: the weights, and the other
 /// files of `from` (each written atomically), which the model shares since
 /// SFT keeps the architecture and tokenizer.
-pub fn write_checkpoint<B: Backend>(
-    from: &Path,
-    out: &Path,
-    model: &Qwen2VL<B>,
-) -> Result<()> {
+pub fn write_checkpoint<B: Backend>(from: &Path, out: &Path, model: &Qwen2VL<B>) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for name in CHECKPOINT_FILES {
         let src = from.join(name);

@@ -163,3 +163,114 @@ fn short_run_writes_outputs_and_resumes() {
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3);
 }
+
+fn zoom_base_args(out: &std::path::Path) -> recipes::chain_of_focus::base::ZoomBaseArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: recipes::chain_of_focus::base::ZoomBaseArgs,
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut args = Cli::parse_from(["zoom-base"]).args;
+    args.config = root.join("recipes/configs/chain-of-focus.toml");
+    args.init_from = model_dir();
+    args.out = out.to_path_buf();
+    args
+}
+
+#[test]
+fn zoom_base_lessons_show_the_crop_at_the_crop_budget() {
+    use recipes::chain_of_focus::base::{lesson_example, Lesson};
+    let c = ChainOfFocusConfig {
+        model: model_dir(),
+        ..ChainOfFocusConfig::default()
+    };
+    let env = make_env(&c).unwrap();
+    let spec = TaskSpec {
+        target_radius: c.target_radius,
+        distractors_448: c.distractors_448,
+        shuffle_options: c.shuffle_options,
+    };
+    let ex = example_at(448, 5, 9, spec).unwrap();
+    let image_tokens = |lesson| {
+        let e = lesson_example(&c, &env, ex.clone(), lesson).unwrap();
+        let grid = e.extra.vision.grid_thw.clone();
+        assert_eq!(grid.len(), 1, "{lesson:?}: one image");
+        let tokens: usize = grid.iter().map(|g| g[0] * g[1] * g[2] / 4).sum();
+        let text = env
+            .prompter
+            .tokenizer
+            .decode(&e.response_ids, false)
+            .unwrap();
+        (tokens, text, e.extra.image.width())
+    };
+    let (read_tokens, read_text, read_width) = image_tokens(Lesson::Read);
+    let (glance_tokens, glance_text, glance_width) = image_tokens(Lesson::Glance);
+    let (locate_tokens, locate_text, _) = image_tokens(Lesson::Locate);
+    // The crop is seen at the crop budget (112x112 → 16 tokens), the first
+    // view at the view budget (56x56 → 4 tokens).
+    assert_eq!((read_tokens, glance_tokens, locate_tokens), (16, 4, 4));
+    // The read lesson's image is the cut-out, not the 448-pixel original.
+    assert!(read_width < glance_width, "{read_width} vs {glance_width}");
+    // Reading and glancing answer alike; locating gives the trace's box.
+    assert_eq!(read_text, glance_text);
+    assert!(read_text.ends_with(&format!("<answer>{}</answer><|im_end|>", ex.answer)));
+    assert!(
+        locate_text.starts_with("<|box_start|>(") && locate_text.ends_with("<|box_end|><|im_end|>"),
+        "{locate_text}"
+    );
+}
+
+#[test]
+fn zoom_base_trains_and_writes_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zoom-tiny");
+    let mut args = zoom_base_args(&out);
+    args.train.steps = 24;
+    args.train.batch_size = 4;
+    args.train.eval_every = 12;
+    args.train.eval_size = 2;
+    recipes::chain_of_focus::base::run(args).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("zoom_base_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["steps"], 24);
+    let evals = report["evals"].as_array().unwrap();
+    let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 12, 24]);
+    for lesson in ["read", "locate", "glance"] {
+        assert_eq!(evals[2]["lessons"][lesson]["n"], 2, "{lesson}");
+    }
+    let losses: Vec<f64> = report["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 2);
+    assert!(losses[1] < 0.8 * losses[0], "the loss falls: {losses:?}");
+    let ckpt = recipes::single_turn::Checkpoint::open(&out).unwrap();
+    ckpt.load().unwrap();
+    for f in ["tokenizer.json", "config.json", "chat_template.json"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(model_dir().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn zoom_base_refuses_to_overwrite_its_start_or_reuse_the_recipe_images() {
+    let mut args = zoom_base_args(&model_dir());
+    let err = recipes::chain_of_focus::base::run(args.clone()).unwrap_err();
+    assert!(format!("{err:#}").contains("--out must differ"), "{err:#}");
+    let dir = tempfile::tempdir().unwrap();
+    args.out = dir.path().join("x");
+    // This seed's training stream is the recipe's test stream (seed 0).
+    args.seed = 1_000_003u64.wrapping_sub(8_000_017);
+    let err = recipes::chain_of_focus::base::run(args).unwrap_err();
+    assert!(format!("{err:#}").contains("would repeat"), "{err:#}");
+    assert!(!dir.path().join("x").exists());
+}

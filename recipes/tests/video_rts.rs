@@ -371,10 +371,10 @@ fn video_base_trains_and_writes_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("video-tiny");
     let mut args = base_args(&out);
-    args.steps = 24;
-    args.batch_size = 4;
-    args.eval_every = 12;
-    args.eval_size = 3;
+    args.train.steps = 24;
+    args.train.batch_size = 4;
+    args.train.eval_every = 12;
+    args.train.eval_size = 3;
     recipes::video_rts::base::run(args).unwrap();
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("video_base_report.json")).unwrap())

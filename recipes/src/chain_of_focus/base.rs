@@ -148,7 +148,11 @@ fn lesson_item(
             box_text(grid_box),
             2,
         ),
-        Lesson::Glance => (env.prompt(ex.image.clone(), &direct)?, answer_turn_text(&ex), 1),
+        Lesson::Glance => (
+            env.prompt(ex.image.clone(), &direct)?,
+            answer_turn_text(&ex),
+            1,
+        ),
     };
     Ok(LessonItem {
         ids,
@@ -160,6 +164,26 @@ fn lesson_item(
         },
         response,
         example: ex,
+    })
+}
+
+/// The SFT pair of lesson `lesson` on example `ex`.
+pub fn lesson_example(
+    config: &ChainOfFocusConfig,
+    env: &FocusEnv,
+    ex: FocusExample,
+    lesson: Lesson,
+) -> Result<SftExample<FocusExtra>> {
+    let item = lesson_item(config, env, ex, lesson)?;
+    let response = env
+        .prompter
+        .tokenizer
+        .encode(&format!("{}<|im_end|>", item.response))?;
+    Ok(SftExample {
+        prompt_ids: item.ids,
+        loss_mask: vec![true; response.len()],
+        response_ids: response,
+        extra: item.extra,
     })
 }
 
@@ -291,7 +315,6 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
         env: env.clone(),
         max_turns: config.max_turns,
     };
-    let tok = &env.prompter.tokenizer;
     let sizes = config.sizes.len() as u64;
     let bs = args.train.batch_size as u64;
     let run = train_base(
@@ -309,15 +332,7 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
                     // Sizes change fastest, so every lesson meets every size.
                     let i = step as u64 * bs + k;
                     let lesson = LESSONS[((i / sizes) % LESSONS.len() as u64) as usize];
-                    let ex = nth_example(&config, i, train_seed)?;
-                    let item = lesson_item(&config, &env, ex, lesson)?;
-                    let response = tok.encode(&format!("{}<|im_end|>", item.response))?;
-                    Ok(SftExample {
-                        prompt_ids: item.ids,
-                        loss_mask: vec![true; response.len()],
-                        response_ids: response,
-                        extra: item.extra,
-                    })
+                    lesson_example(&config, &env, nth_example(&config, i, train_seed)?, lesson)
                 })
                 .collect()
         },

@@ -22,8 +22,8 @@ use super::{
     greedy_at, question_from_row, synthetic_questions, test_seed, ClipSource, StrategyResult,
     VideoPrompter, VideoRtsArgs, VideoRtsConfig,
 };
-use crate::policy::{VisionExtra, VlmPolicy};
 use crate::base_model::{train_base, write_report, BaseFlags, BaseOutcome, BaseRun};
+use crate::policy::{VisionExtra, VlmPolicy};
 use crate::sft::SftExample;
 use crate::single_turn::{Checkpoint, RunFlags};
 use crate::TrainBackend;
