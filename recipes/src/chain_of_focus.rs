@@ -111,7 +111,7 @@ impl Default for ChainOfFocusConfig {
         grpo.loss.kl.placement = KlPlacement::Off;
         grpo.sampling.max_new_tokens = 48;
         Self {
-            model: PathBuf::from("assets/med-tiny"),
+            model: PathBuf::from("assets/zoom-tiny"),
             out: PathBuf::from("runs/chain-of-focus"),
             seed: 0,
             sizes: vec![112, 224, 336, 448],
@@ -119,8 +119,8 @@ impl Default for ChainOfFocusConfig {
             distractors_448: 40,
             shuffle_options: false,
             view_pixels: 56 * 56,
-            crop_pixels: 112 * 112,
-            box_grid: 4,
+            crop_pixels: 56 * 56,
+            box_grid: 3,
             box_space: CoordSpace::Resized,
             max_turns: 2,
             turn_max_new_tokens: 48,

@@ -182,8 +182,10 @@ fn zoom_base_args(out: &std::path::Path) -> recipes::chain_of_focus::base::ZoomB
 #[test]
 fn zoom_base_lessons_show_the_crop_at_the_crop_budget() {
     use recipes::chain_of_focus::base::{lesson_example, Lesson};
+    // A crop budget unlike the first view's, so the test can tell them apart.
     let c = ChainOfFocusConfig {
         model: model_dir(),
+        crop_pixels: 112 * 112,
         ..ChainOfFocusConfig::default()
     };
     let env = make_env(&c).unwrap();
@@ -273,4 +275,70 @@ fn zoom_base_refuses_to_overwrite_its_start_or_reuse_the_recipe_images() {
     let err = recipes::chain_of_focus::base::run(args).unwrap_err();
     assert!(format!("{err:#}").contains("would repeat"), "{err:#}");
     assert!(!dir.path().join("x").exists());
+}
+
+/// Greedy one-turn answers of `model` to the first `n` colour questions of
+/// the recipe's held-out stream at `size`, asked on the first view.
+fn colour_answers_from_the_first_view(model: PathBuf, size: u32, n: usize) -> usize {
+    use recipes::chain_of_focus::episode::run_episodes;
+    use vlrl::qwen::SamplingParams;
+    let c = ChainOfFocusConfig {
+        model,
+        ..ChainOfFocusConfig::default()
+    };
+    let env = make_env(&c).unwrap();
+    let spec = TaskSpec {
+        target_radius: c.target_radius,
+        distractors_448: c.distractors_448,
+        shuffle_options: c.shuffle_options,
+    };
+    let questions: Vec<_> = (0..)
+        .map(|i| example_at(size, i, c.seed + 1_000_003, spec).unwrap())
+        .filter(|ex| ex.kind == recipes::chain_of_focus::task::QuestionKind::Colour)
+        .take(n)
+        .collect();
+    let prompts: Vec<_> = questions
+        .iter()
+        .map(|ex| {
+            let text = c.direct_prompt.replace("{question}", &ex.question);
+            env.prompt(ex.image.clone(), &text).unwrap()
+        })
+        .collect();
+    let rows: Vec<_> = prompts
+        .iter()
+        .map(|(ids, extra)| (ids.as_slice(), extra.as_ref()))
+        .collect();
+    let model =
+        vlrl::qwen::Qwen2VL::<vlrl::backend::Cpu>::from_dir(&c.model, &Default::default()).unwrap();
+    let params = SamplingParams {
+        max_new_tokens: c.turn_max_new_tokens,
+        stop_tokens: env.stop_tokens.clone(),
+        ..Default::default()
+    };
+    let outs = run_episodes(&model, &env, &rows, &params, 1).unwrap();
+    let registry = Registry::with_defaults();
+    questions
+        .iter()
+        .zip(&prompts)
+        .zip(outs)
+        .filter(|((ex, (_, extra)), out)| {
+            let target = focus_target(&c, &env, ex, Mode::Direct).unwrap();
+            score_episode(&env, &registry, extra.frame, &target, &out.ids)
+                .unwrap()
+                .accuracy
+                > 0.5
+        })
+        .count()
+}
+
+/// `assets/zoom-tiny` reads the target's colour, even at 448 px where it
+/// is 2 px wide in the first view; med-tiny, which it continues, does not.
+#[test]
+fn the_bundled_focus_model_reads_the_target_colour() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let zoom = colour_answers_from_the_first_view(root.join("assets/zoom-tiny"), 448, 16);
+    let med = colour_answers_from_the_first_view(model_dir(), 448, 16);
+    eprintln!("colour questions at 448 px: zoom-tiny {zoom}/16, med-tiny {med}/16");
+    assert!(zoom >= 13, "zoom-tiny: {zoom}/16");
+    assert!(med <= 8, "med-tiny: {med}/16");
 }

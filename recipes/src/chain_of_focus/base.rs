@@ -269,6 +269,11 @@ fn validate(
                 .by_size
                 .iter()
                 .map(|(size, (ok, n))| format!("{size}px {ok}/{n}"))
+                .chain(
+                    s.by_kind
+                        .iter()
+                        .map(|(kind, (ok, n))| format!("{kind} {ok}/{n}")),
+                )
                 .collect();
             format!(
                 "{l:?} {:.1}% ({}; format {:.2})",
