@@ -31,7 +31,9 @@ use vlrl::qwen::Qwen2VL;
 use vlrl::rewards::Registry;
 
 use super::episode::{run_episodes, score_episode, FocusEnv, FocusExtra, FocusPolicy, FocusTarget};
-use super::task::{answer_turn_text, box_text, zoom_box_grid, zoom_turn_text, FocusExample};
+use super::task::{
+    answer_turn_text, box_text, zoom_box_grid, zoom_turn_text, FocusExample, QuestionKind,
+};
 use super::{
     choice_target, greedy_params, make_env, nth_example, test_seed, trace_crop, ChainOfFocusArgs,
     ChainOfFocusConfig,
@@ -46,17 +48,15 @@ use crate::TrainBackend;
 pub const LOCATE_PROMPT: &str = "Where is the coloured object? Output its bounding box.";
 
 /// What one training or validation question teaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Lesson {
     Read,
     Locate,
     Glance,
 }
-
-/// The lessons in turn: reading a crop, the skill the recipe lacked, twice
-/// as often as the others.
-const LESSONS: [Lesson; 4] = [Lesson::Read, Lesson::Locate, Lesson::Read, Lesson::Glance];
 
 /// `recipes zoom-base` flags.
 #[derive(Args, Debug, Clone)]
@@ -77,6 +77,23 @@ pub struct ZoomBaseArgs {
     /// Seed of the training and validation image streams.
     #[arg(long, default_value_t = 31)]
     pub seed: u64,
+    /// The training lessons, taken in turn (default: reading a crop, the
+    /// skill the recipe lacked, twice as often as the others).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "read,locate,read,glance"
+    )]
+    pub lessons: Vec<Lesson>,
+    /// The question kinds trained on (validation always asks both).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "colour,shape"
+    )]
+    pub kinds: Vec<QuestionKind>,
     /// Steps, optimizer, validation and stopping (`--stop-accuracy` is
     /// compared with the read lesson's accuracy).
     #[command(flatten)]
@@ -207,8 +224,10 @@ fn streams(seed: u64, config: &ChainOfFocusConfig) -> Result<(u64, u64)> {
     Ok((train, validation))
 }
 
-/// The distinct lessons, in validation order.
-const VALIDATED: [Lesson; 3] = [Lesson::Read, Lesson::Locate, Lesson::Glance];
+impl Lesson {
+    /// Every lesson, in validation order.
+    pub const ALL: [Lesson; 3] = [Lesson::Read, Lesson::Locate, Lesson::Glance];
+}
 
 /// Greedy answers to every lesson on `items`, scored as the recipe scores
 /// (locate: the box, read as a zoom, holds the target's centre).
@@ -222,7 +241,7 @@ fn validate(
     let registry = Registry::with_defaults();
     let params = greedy_params(model, env, config.turn_max_new_tokens);
     let mut lessons = BTreeMap::new();
-    for lesson in VALIDATED {
+    for lesson in Lesson::ALL {
         let of: Vec<&LessonItem> = items
             .iter()
             .filter(|(l, _)| *l == lesson)
@@ -261,7 +280,7 @@ fn validate(
         lessons.insert(lesson, score);
     }
     let eval = ZoomBaseEval { step, lessons };
-    let line: Vec<String> = VALIDATED
+    let line: Vec<String> = Lesson::ALL
         .iter()
         .map(|l| {
             let s = &eval.lessons[l];
@@ -287,6 +306,25 @@ fn validate(
     Ok(eval)
 }
 
+/// Example `i` of the stream if its question is of one of `kinds`, else the
+/// first that is among its stand-ins (indices `i + j·2³²·sizes`, the same
+/// image size): with both kinds allowed, always example `i`.
+fn example_of_kind(
+    config: &ChainOfFocusConfig,
+    i: u64,
+    seed: u64,
+    kinds: &[QuestionKind],
+) -> Result<FocusExample> {
+    let stride = (1u64 << 32).wrapping_mul(config.sizes.len() as u64);
+    for j in 0..64u64 {
+        let ex = nth_example(config, i.wrapping_add(j.wrapping_mul(stride)), seed)?;
+        if kinds.contains(&ex.kind) {
+            return Ok(ex);
+        }
+    }
+    bail!("no question of the kinds {kinds:?} among 64 draws for example {i}")
+}
+
 /// Trains and writes the focus base model.
 pub fn run(args: ZoomBaseArgs) -> Result<()> {
     let config = ChainOfFocusArgs {
@@ -298,6 +336,9 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
     }
     .resolve()?;
     args.train.check(&args.init_from, &args.out)?;
+    if args.lessons.is_empty() || args.kinds.is_empty() {
+        bail!("--lessons and --kinds must each name at least one");
+    }
     let (train_seed, validation_seed) = streams(args.seed, &config)?;
     let config = ChainOfFocusConfig {
         model: args.init_from.clone(),
@@ -306,7 +347,7 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
     let env = make_env(&config)?;
     let mut validation = Vec::new();
     for i in 0..args.train.eval_size as u64 {
-        for lesson in VALIDATED {
+        for lesson in Lesson::ALL {
             let ex = nth_example(&config, i, validation_seed)?;
             validation.push((lesson, lesson_item(&config, &env, ex, lesson)?));
         }
@@ -336,8 +377,9 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
                 .map(|k| {
                     // Sizes change fastest, so every lesson meets every size.
                     let i = step as u64 * bs + k;
-                    let lesson = LESSONS[((i / sizes) % LESSONS.len() as u64) as usize];
-                    lesson_example(&config, &env, nth_example(&config, i, train_seed)?, lesson)
+                    let lesson = args.lessons[((i / sizes) % args.lessons.len() as u64) as usize];
+                    let ex = example_of_kind(&config, i, train_seed, &args.kinds)?;
+                    lesson_example(&config, &env, ex, lesson)
                 })
                 .collect()
         },
@@ -351,4 +393,32 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
         &args.out.join("zoom_base_report.json"),
         &ZoomBaseReport { run },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_pick_stand_ins_of_the_same_size_and_keep_the_stream_otherwise() {
+        let config = ChainOfFocusConfig::default();
+        let both = [QuestionKind::Colour, QuestionKind::Shape];
+        let mut shapes = 0;
+        for i in 0..24 {
+            let own = nth_example(&config, i, 5).unwrap();
+            let any = example_of_kind(&config, i, 5, &both).unwrap();
+            assert_eq!(
+                (any.question.clone(), any.size),
+                (own.question.clone(), own.size)
+            );
+            let shape = example_of_kind(&config, i, 5, &[QuestionKind::Shape]).unwrap();
+            assert_eq!(shape.kind, QuestionKind::Shape);
+            assert_eq!(shape.size, own.size, "example {i}: same image size");
+            shapes += usize::from(own.kind == QuestionKind::Shape);
+        }
+        assert!(
+            shapes > 4 && shapes < 20,
+            "{shapes} of 24 drawn as shape questions"
+        );
+    }
 }

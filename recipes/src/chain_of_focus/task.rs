@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use vlrl::data::synth::{TaskGenerator, ZoomSearch, ZoomSearchConfig};
 
 /// What the question asks about the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuestionKind {
     Colour,
