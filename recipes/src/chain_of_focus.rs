@@ -270,7 +270,8 @@ fn test_seed(config: &ChainOfFocusConfig) -> u64 {
     config.seed.wrapping_add(1_000_003)
 }
 
-fn task_spec(config: &ChainOfFocusConfig) -> TaskSpec {
+/// How the config draws zoom-search images.
+pub fn task_spec(config: &ChainOfFocusConfig) -> TaskSpec {
     TaskSpec {
         target_radius: config.target_radius,
         distractors_448: config.distractors_448,

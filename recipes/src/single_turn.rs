@@ -93,6 +93,15 @@ pub struct RunFlags {
 }
 
 impl RunFlags {
+    /// The flags of a run that reads `config` and overrides nothing (how
+    /// the `*-base` commands read a recipe's config).
+    pub fn from_config(config: &std::path::Path) -> Self {
+        Self {
+            config: Some(config.to_path_buf()),
+            ..Self::default()
+        }
+    }
+
     /// The recipe's config ([`load_config`]) with `--model`, `--out` and
     /// `--seed` applied through `fields`, which lends the config's own.
     pub fn load<T: DeserializeOwned + Default>(

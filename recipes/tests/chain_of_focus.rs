@@ -3,12 +3,14 @@
 //! score; a short SFT + multi-turn RL run writes every output, lowers the SFT
 //! loss and resumes from its checkpoints.
 
+mod common;
+
 use std::path::PathBuf;
 
 use recipes::chain_of_focus::episode::score_episode;
 use recipes::chain_of_focus::task::{example_at, TaskSpec};
 use recipes::chain_of_focus::{
-    focus_target, make_env, run_config, sft_example, ChainOfFocusConfig, Mode,
+    focus_target, make_env, run_config, sft_example, task_spec, ChainOfFocusConfig, Mode,
 };
 use vlrl::rewards::Registry;
 
@@ -189,11 +191,7 @@ fn zoom_base_lessons_show_the_crop_at_the_crop_budget() {
         ..ChainOfFocusConfig::default()
     };
     let env = make_env(&c).unwrap();
-    let spec = TaskSpec {
-        target_radius: c.target_radius,
-        distractors_448: c.distractors_448,
-        shuffle_options: c.shuffle_options,
-    };
+    let spec = task_spec(&c);
     let ex = example_at(448, 5, 9, spec).unwrap();
     let image_tokens = |lesson| {
         let e = lesson_example(&c, &env, ex.clone(), lesson).unwrap();
@@ -229,37 +227,11 @@ fn zoom_base_trains_and_writes_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("zoom-tiny");
     let mut args = zoom_base_args(&out);
-    args.train.steps = 24;
-    args.train.batch_size = 4;
-    args.train.eval_every = 12;
-    args.train.eval_size = 2;
+    common::short_base_run(&mut args.train, 2);
     recipes::chain_of_focus::base::run(args).unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("zoom_base_report.json")).unwrap())
-            .unwrap();
-    assert_eq!(report["steps"], 24);
-    let evals = report["evals"].as_array().unwrap();
-    let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, [0, 12, 24]);
+    let report = common::check_base_output(&out, "zoom_base_report.json", &model_dir());
     for lesson in ["read", "locate", "glance"] {
-        assert_eq!(evals[2]["lessons"][lesson]["n"], 2, "{lesson}");
-    }
-    let losses: Vec<f64> = report["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l[1].as_f64().unwrap())
-        .collect();
-    assert_eq!(losses.len(), 2);
-    assert!(losses[1] < 0.8 * losses[0], "the loss falls: {losses:?}");
-    let ckpt = recipes::single_turn::Checkpoint::open(&out).unwrap();
-    ckpt.load().unwrap();
-    for f in ["tokenizer.json", "config.json", "chat_template.json"] {
-        assert_eq!(
-            std::fs::read(out.join(f)).unwrap(),
-            std::fs::read(model_dir().join(f)).unwrap(),
-            "{f}"
-        );
+        assert_eq!(report["evals"][2]["lessons"][lesson]["n"], 2, "{lesson}");
     }
 }
 
@@ -287,11 +259,7 @@ fn colour_answers_from_the_first_view(model: PathBuf, size: u32, n: usize) -> us
         ..ChainOfFocusConfig::default()
     };
     let env = make_env(&c).unwrap();
-    let spec = TaskSpec {
-        target_radius: c.target_radius,
-        distractors_448: c.distractors_448,
-        shuffle_options: c.shuffle_options,
-    };
+    let spec = task_spec(&c);
     let questions: Vec<_> = (0..)
         .map(|i| example_at(size, i, c.seed + 1_000_003, spec).unwrap())
         .filter(|ex| ex.kind == recipes::chain_of_focus::task::QuestionKind::Colour)

@@ -5,6 +5,8 @@
 //! The stopping logic itself is unit-tested with a scripted sampler in
 //! `recipes/src/video_rts/tts.rs`.
 
+mod common;
+
 use std::path::PathBuf;
 
 use burn::module::AutodiffModule;
@@ -371,44 +373,13 @@ fn video_base_trains_and_writes_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("video-tiny");
     let mut args = base_args(&out);
-    args.train.steps = 24;
-    args.train.batch_size = 4;
-    args.train.eval_every = 12;
-    args.train.eval_size = 3;
+    common::short_base_run(&mut args.train, 3);
     recipes::video_rts::base::run(args).unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("video_base_report.json")).unwrap())
-            .unwrap();
-    assert_eq!(report["steps"], 24);
-    // Validations before training, at step 12 and at the end.
-    let steps: Vec<u64> = report["evals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(steps, [0, 12, 24]);
-    let losses: Vec<f64> = report["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l[1].as_f64().unwrap())
-        .collect();
-    assert_eq!(losses.len(), 2);
-    assert!(
-        losses[1] < 0.8 * losses[0],
-        "SFT on traces lowers the loss: {losses:?}"
+    common::check_base_output(
+        &out,
+        "video_base_report.json",
+        &root().join("assets/med-tiny"),
     );
-    // The output is a complete checkpoint with the starting tokenizer.
-    let ckpt = Checkpoint::open(&out).unwrap();
-    ckpt.load().unwrap();
-    for f in ["tokenizer.json", "config.json", "chat_template.json"] {
-        assert_eq!(
-            std::fs::read(out.join(f)).unwrap(),
-            std::fs::read(root().join("assets/med-tiny").join(f)).unwrap(),
-            "{f}"
-        );
-    }
 }
 
 #[test]

@@ -328,10 +328,7 @@ fn example_of_kind(
 /// Trains and writes the focus base model.
 pub fn run(args: ZoomBaseArgs) -> Result<()> {
     let config = ChainOfFocusArgs {
-        run: RunFlags {
-            config: Some(args.config.clone()),
-            ..Default::default()
-        },
+        run: RunFlags::from_config(&args.config),
         ..Default::default()
     }
     .resolve()?;

@@ -115,10 +115,7 @@ fn example(
 /// Trains and writes the video base model.
 pub fn run(args: VideoBaseArgs) -> Result<()> {
     let config = VideoRtsArgs {
-        run: RunFlags {
-            config: Some(args.config.clone()),
-            ..Default::default()
-        },
+        run: RunFlags::from_config(&args.config),
         ..Default::default()
     }
     .resolve()?;
