@@ -107,7 +107,8 @@ pub struct BaseRun<'a> {
     pub seed: u64,
 }
 
-/// Trains `policy` on `next_batch(step)` with greedy validations
+/// Trains `policy` on batches of `example(i)` (the `i`-th example of the
+/// run: batch `s` holds examples `s·batch_size ..`) with greedy validations
 /// (`validate(model, step)` → the evaluation and the score that
 /// `--stop-accuracy` compares), at step 0, every `--eval-every` steps, on a
 /// time stop and at the end; writes `step-N` snapshots and the final
@@ -116,7 +117,7 @@ pub fn train_base<P, E>(
     run: BaseRun<'_>,
     policy: P,
     model_of: impl Fn(&P) -> &Qwen2VL<TrainBackend>,
-    mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
+    mut example: impl FnMut(u64) -> Result<SftExample<P::Extra>>,
     mut validate: impl FnMut(&Qwen2VL<EvalBackend>, usize) -> Result<(E, f64)>,
 ) -> Result<BaseOutcome<E>>
 where
@@ -136,7 +137,10 @@ where
         policy,
         &sft,
         &device,
-        &mut next_batch,
+        |step| {
+            let bs = flags.batch_size as u64;
+            (0..bs).map(|k| example(step as u64 * bs + k)).collect()
+        },
         |s: &SftStep, policy: &P| {
             progress.inc(1);
             window.push(s.loss);

@@ -359,7 +359,6 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
         max_turns: config.max_turns,
     };
     let sizes = config.sizes.len() as u64;
-    let bs = args.train.batch_size as u64;
     let run = train_base(
         BaseRun {
             flags: &args.train,
@@ -369,16 +368,11 @@ pub fn run(args: ZoomBaseArgs) -> Result<()> {
         },
         policy,
         |p: &FocusPolicy<TrainBackend>| &p.inner.model,
-        |step| {
-            (0..bs)
-                .map(|k| {
-                    // Sizes change fastest, so every lesson meets every size.
-                    let i = step as u64 * bs + k;
-                    let lesson = args.lessons[((i / sizes) % args.lessons.len() as u64) as usize];
-                    let ex = example_of_kind(&config, i, train_seed, &args.kinds)?;
-                    lesson_example(&config, &env, ex, lesson)
-                })
-                .collect()
+        // Sizes change fastest, so every lesson meets every size.
+        |i| {
+            let lesson = args.lessons[((i / sizes) % args.lessons.len() as u64) as usize];
+            let ex = example_of_kind(&config, i, train_seed, &args.kinds)?;
+            lesson_example(&config, &env, ex, lesson)
         },
         |model, step| {
             let eval = validate(model, &env, &config, &validation, step)?;

@@ -156,7 +156,6 @@ pub fn run(args: VideoBaseArgs) -> Result<()> {
     };
 
     let policy = VlmPolicy::<TrainBackend>::new(ckpt.load()?, ckpt.stop.clone(), ckpt.pad);
-    let bs = args.train.batch_size as u64;
     let run = train_base(
         BaseRun {
             flags: &args.train,
@@ -166,14 +165,9 @@ pub fn run(args: VideoBaseArgs) -> Result<()> {
         },
         policy,
         |p: &VlmPolicy<TrainBackend>| &p.model,
-        |step| {
-            (0..bs)
-                .map(|k| {
-                    let i = step as u64 * bs + k;
-                    let frames = args.frames[(i % args.frames.len() as u64) as usize];
-                    example(&prompter, &config, generator.clip(i, sft_seed), frames)
-                })
-                .collect()
+        |i| {
+            let frames = args.frames[(i % args.frames.len() as u64) as usize];
+            example(&prompter, &config, generator.clip(i, sft_seed), frames)
         },
         |model, step| {
             let eval = validate(model, step)?;
