@@ -13,16 +13,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use clap::Args;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use vlrl::grpo::checkpoint::{Checkpoint, CheckpointManager};
 use vlrl::grpo::policy::Policy;
 use vlrl::qwen::save::write_atomic;
 use vlrl::qwen::Qwen2VL;
 
 use crate::pretrain::write_checkpoint;
-use crate::sft::{train_sft, SftConfig, SftControl, SftExample, SftStep};
+use crate::sft::{
+    sft_optimizer, train_sft_from, SftConfig, SftControl, SftExample, SftOptimizer, SftStep,
+};
 use crate::single_turn::EvalBackend;
 use crate::TrainBackend;
 
@@ -48,12 +54,20 @@ pub struct BaseFlags {
     /// room (1.0 = never).
     #[arg(long, default_value_t = 1.0)]
     pub stop_accuracy: f64,
-    /// Also write the model as `<out>/step-N` every this many steps (0 = never).
+    /// Every this many steps, also write the model as `<out>/step-N` and a
+    /// resume checkpoint (weights, optimizer, state) in `<out>/resume`
+    /// (0 = never).
     #[arg(long, default_value_t = 0)]
     pub save_every: usize,
     /// Stop after this many minutes of training (0 = no limit).
     #[arg(long, default_value_t = 0.0)]
     pub max_minutes: f64,
+    /// Continue a cut-off run from the newest checkpoint in `<out>/resume`
+    /// (written every `--save-every` steps): the same weights, optimizer
+    /// moments, step, loss curve and validations, so the continuation is
+    /// the run that was cut off. Starts afresh when there is none.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl BaseFlags {
@@ -93,6 +107,9 @@ pub struct BaseOutcome<E> {
     pub sft: SftConfig,
     pub steps: usize,
     pub stop_reason: String,
+    /// The step this run was resumed after (`--resume`), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<usize>,
     pub train_seconds: f64,
     /// `(step, mean loss over the last 10 steps)`.
     pub losses: Vec<(usize, f64)>,
@@ -105,6 +122,36 @@ pub struct BaseRun<'a> {
     pub init_from: &'a Path,
     pub out: &'a Path,
     pub seed: u64,
+}
+
+type Bytes = BinBytesRecorder<FullPrecisionSettings>;
+
+/// What a resume checkpoint holds besides the weights and the optimizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ResumeState<E> {
+    step: usize,
+    seed: u64,
+    sft: SftConfig,
+    losses: Vec<(usize, f64)>,
+    /// Losses of the steps since the last `losses` entry.
+    window: Vec<f64>,
+    evals: Vec<E>,
+    last_validated: usize,
+    train_seconds: f64,
+}
+
+fn record_bytes<R: burn::record::Record<TrainBackend>>(what: &str, record: R) -> Result<Vec<u8>> {
+    Recorder::<TrainBackend>::record(&Bytes::default(), record, ())
+        .map_err(|e| anyhow!("recording the {what}: {e}"))
+}
+
+fn load_record<R: burn::record::Record<TrainBackend>>(
+    ckpt: &Checkpoint,
+    name: &str,
+    device: &burn::tensor::Device<TrainBackend>,
+) -> Result<R> {
+    Recorder::<TrainBackend>::load(&Bytes::default(), ckpt.file(name)?.to_vec(), device)
+        .map_err(|e| anyhow!("{}: {name}: {e}", ckpt.dir.display()))
 }
 
 /// Trains `policy` on batches of `example(i)` (the `i`-th example of the
@@ -122,62 +169,143 @@ pub fn train_base<P, E>(
 ) -> Result<BaseOutcome<E>>
 where
     P: Policy<TrainBackend>,
+    E: Serialize + DeserializeOwned + Clone,
 {
     let flags = run.flags;
     let device = burn::tensor::Device::<TrainBackend>::default();
     let sft = flags.sft();
-    let mut evals = vec![validate(&model_of(&policy).valid(), 0)?.0];
-    let mut last_validated = 0;
+    let resume_dir = run.out.join("resume");
+    let checkpoints = if flags.save_every > 0 || flags.resume || resume_dir.exists() {
+        Some(CheckpointManager::new(&resume_dir, 2)?)
+    } else {
+        None
+    };
+    let latest = match &checkpoints {
+        Some(c) => c.latest()?,
+        None => None,
+    };
+    if let (Some(ckpt), false) = (&latest, flags.resume) {
+        tracing::warn!(
+            "{} holds a checkpoint of a cut-off run (step {}); starting afresh, pass --resume \
+             to continue it",
+            resume_dir.display(),
+            ckpt.step
+        );
+    }
+    let (policy, optim, mut state) = match latest {
+        Some(ckpt) if flags.resume => {
+            let state: ResumeState<E> = serde_json::from_slice(ckpt.file("state.json")?)
+                .with_context(|| format!("{}: state.json", ckpt.dir.display()))?;
+            if state.sft != sft || state.seed != run.seed {
+                bail!(
+                    "{}: written by a run with other settings (seed {}, {:?}); resume with \
+                     the same flags, or start afresh in another --out",
+                    ckpt.dir.display(),
+                    state.seed,
+                    state.sft
+                );
+            }
+            let policy = policy.load_record(load_record(&ckpt, "model.bin", &device)?);
+            let optim = sft_optimizer::<TrainBackend, P>(&sft).load_record(load_record(
+                &ckpt,
+                "optim.bin",
+                &device,
+            )?);
+            tracing::info!("resuming {} after step {}", run.out.display(), state.step);
+            (policy, optim, state)
+        }
+        _ => {
+            let state = ResumeState {
+                step: 0,
+                seed: run.seed,
+                sft: sft.clone(),
+                losses: Vec::new(),
+                window: Vec::new(),
+                evals: vec![validate(&model_of(&policy).valid(), 0)?.0],
+                last_validated: 0,
+                train_seconds: 0.0,
+            };
+            (policy, sft_optimizer::<TrainBackend, P>(&sft), state)
+        }
+    };
+    let start_step = state.step;
     let started = Instant::now();
     let progress = indicatif::ProgressBar::new(flags.steps as u64);
-    let mut losses = Vec::new();
-    let mut window = Vec::new();
+    progress.set_position(start_step as u64);
     let mut stop_reason = format!("steps ({})", flags.steps);
-    let (policy, history) = train_sft::<TrainBackend, _>(
+    let (policy, _) = train_sft_from::<TrainBackend, _>(
         policy,
+        optim,
+        start_step,
         &sft,
         &device,
         |step| {
             let bs = flags.batch_size as u64;
             (0..bs).map(|k| example(step as u64 * bs + k)).collect()
         },
-        |s: &SftStep, policy: &P| {
+        |s: &SftStep, policy: &P, optim: &SftOptimizer<TrainBackend, P>| {
             progress.inc(1);
-            window.push(s.loss);
+            state.step = s.step;
+            state.window.push(s.loss);
             if s.step.is_multiple_of(10) {
-                let mean = window.iter().sum::<f64>() / window.len() as f64;
-                window.clear();
-                losses.push((s.step, mean));
+                let mean = state.window.iter().sum::<f64>() / state.window.len() as f64;
+                state.window.clear();
+                state.losses.push((s.step, mean));
                 progress.set_message(format!("loss {mean:.3}"));
-            }
-            if flags.save_every > 0 && s.step.is_multiple_of(flags.save_every) {
-                let snapshot = run.out.join(format!("step-{}", s.step));
-                write_checkpoint(run.init_from, &snapshot, &model_of(policy).valid())?;
             }
             let out_of_time = flags.max_minutes > 0.0
                 && started.elapsed().as_secs_f64() > flags.max_minutes * 60.0;
             let due = flags.eval_every > 0 && s.step.is_multiple_of(flags.eval_every);
+            let mut stop = false;
             if due || out_of_time {
                 let (eval, score) =
                     progress.suspend(|| validate(&model_of(policy).valid(), s.step))?;
-                evals.push(eval);
-                last_validated = s.step;
+                state.evals.push(eval);
+                state.last_validated = s.step;
                 if score >= flags.stop_accuracy {
                     stop_reason = format!("stop_accuracy {} reached", flags.stop_accuracy);
-                    return Ok(SftControl::Stop);
+                    stop = true;
                 }
             }
-            if out_of_time {
+            if out_of_time && !stop {
                 stop_reason = format!("max_minutes ({})", flags.max_minutes);
-                return Ok(SftControl::Stop);
+                stop = true;
             }
-            Ok(SftControl::Continue)
+            if flags.save_every > 0 && s.step.is_multiple_of(flags.save_every) {
+                let snapshot = run.out.join(format!("step-{}", s.step));
+                write_checkpoint(run.init_from, &snapshot, &model_of(policy).valid())?;
+                let saved = ResumeState {
+                    train_seconds: state.train_seconds + started.elapsed().as_secs_f64(),
+                    ..state.clone()
+                };
+                let model = record_bytes("model", policy.clone().into_record())?;
+                let optim = record_bytes("optimizer", optim.to_record())?;
+                let json = serde_json::to_vec_pretty(&saved)?;
+                let checkpoints = checkpoints
+                    .as_ref()
+                    .context("checkpoints are made when --save-every is set")?;
+                checkpoints.save(
+                    s.step as u64,
+                    &[
+                        ("model.bin", &model),
+                        ("optim.bin", &optim),
+                        ("state.json", &json),
+                    ],
+                )?;
+            }
+            Ok(if stop {
+                SftControl::Stop
+            } else {
+                SftControl::Continue
+            })
         },
     )?;
     progress.finish_and_clear();
-    let steps = history.len();
-    if last_validated != steps {
-        evals.push(validate(&model_of(&policy).valid(), steps)?.0);
+    let steps = state.step;
+    if state.last_validated != steps {
+        state
+            .evals
+            .push(validate(&model_of(&policy).valid(), steps)?.0);
     }
     write_checkpoint(run.init_from, run.out, &model_of(&policy).valid())?;
     tracing::info!(
@@ -190,9 +318,10 @@ where
         sft,
         steps,
         stop_reason,
-        train_seconds: started.elapsed().as_secs_f64(),
-        losses,
-        evals,
+        resumed_after: (start_step > 0).then_some(start_step),
+        train_seconds: state.train_seconds + started.elapsed().as_secs_f64(),
+        losses: state.losses,
+        evals: state.evals,
     })
 }
 

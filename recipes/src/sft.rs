@@ -12,7 +12,8 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -144,21 +145,47 @@ pub enum SftControl {
 /// `next_batch(step)`; `on_step` sees every step and the updated policy (for
 /// metrics files, progress and periodic evaluations) and may stop early.
 pub fn train_sft<B: AutodiffBackend, P: Policy<B>>(
+    policy: P,
+    cfg: &SftConfig,
+    device: &B::Device,
+    next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
+    mut on_step: impl FnMut(&SftStep, &P) -> Result<SftControl>,
+) -> Result<(P, Vec<SftStep>)> {
+    let optim = sft_optimizer(cfg);
+    train_sft_from(policy, optim, 0, cfg, device, next_batch, |s, p, _| {
+        on_step(s, p)
+    })
+}
+
+/// The optimizer of an SFT run.
+pub type SftOptimizer<B, P> = OptimizerAdaptor<AdamW, P, B>;
+
+/// A fresh [`SftOptimizer`] for `cfg`.
+pub fn sft_optimizer<B: AutodiffBackend, P: Policy<B>>(cfg: &SftConfig) -> SftOptimizer<B, P> {
+    AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init::<B, P>()
+}
+
+/// [`train_sft`] from step `start_step` with `optim` (both restored from a
+/// checkpoint when resuming: the schedule and the batches are functions of
+/// the step, so the continuation is the run that was cut off); `on_step`
+/// also sees the optimizer, to checkpoint it.
+pub fn train_sft_from<B: AutodiffBackend, P: Policy<B>>(
     mut policy: P,
+    mut optim: SftOptimizer<B, P>,
+    start_step: usize,
     cfg: &SftConfig,
     device: &B::Device,
     mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
-    mut on_step: impl FnMut(&SftStep, &P) -> Result<SftControl>,
+    mut on_step: impl FnMut(&SftStep, &P, &SftOptimizer<B, P>) -> Result<SftControl>,
 ) -> Result<(P, Vec<SftStep>)> {
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .init::<B, P>();
     let sampling = SamplingConfig {
         temperature: 1.0,
         ..SamplingConfig::default()
     };
-    let mut history = Vec::with_capacity(cfg.steps);
-    for step in 0..cfg.steps {
+    let mut history = Vec::with_capacity(cfg.steps.saturating_sub(start_step));
+    for step in start_step..cfg.steps {
         let t = Instant::now();
         let examples = next_batch(step)?;
         if examples.is_empty() {
@@ -191,7 +218,7 @@ pub fn train_sft<B: AutodiffBackend, P: Policy<B>>(
             seconds: t.elapsed().as_secs_f64(),
         };
         history.push(s);
-        if on_step(&s, &policy)? == SftControl::Stop {
+        if on_step(&s, &policy, &optim)? == SftControl::Stop {
             break;
         }
     }

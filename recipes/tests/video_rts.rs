@@ -469,3 +469,44 @@ fn train_frames_take_one_count_or_a_cycled_list() {
         );
     }
 }
+
+/// A cut-off `video-base` run resumed from its last checkpoint ends with
+/// the same weights, loss curve and validations as the run never cut off.
+#[test]
+fn video_base_resumes_to_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("video-tiny");
+    let mut args = base_args(&out);
+    common::short_base_run(&mut args.train, 2);
+    args.train.steps = 20;
+    args.train.eval_every = 10;
+    args.train.save_every = 10;
+    recipes::video_rts::base::run(args.clone()).unwrap();
+    let read = |f: &str| std::fs::read(out.join(f)).unwrap();
+    let report = |bytes: Vec<u8>| {
+        let mut r: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        r.as_object_mut().unwrap().remove("train_seconds");
+        r
+    };
+    let (weights, full) = (
+        read("model.safetensors"),
+        report(read("video_base_report.json")),
+    );
+    // Cut off after step 10: its checkpoint is the newest one left.
+    std::fs::remove_dir_all(out.join("resume/step-00000020")).unwrap();
+    std::fs::remove_file(out.join("model.safetensors")).unwrap();
+    args.train.resume = true;
+    recipes::video_rts::base::run(args.clone()).unwrap();
+    assert!(
+        read("model.safetensors") == weights,
+        "resumed weights differ"
+    );
+    let mut resumed = report(read("video_base_report.json"));
+    assert_eq!(resumed["resumed_after"], 10);
+    resumed.as_object_mut().unwrap().remove("resumed_after");
+    assert_eq!(resumed, full);
+    // Other settings cannot continue that run.
+    args.train.lr *= 2.0;
+    let err = recipes::video_rts::base::run(args).unwrap_err();
+    assert!(format!("{err:#}").contains("other settings"), "{err:#}");
+}
