@@ -6,8 +6,11 @@
 //! the crop). The bundled `assets/med-tiny` can do neither: after 1000 SFT
 //! steps on focus traces its answers still did not depend on the crop
 //! (docs/chain-of-focus.md). This command is the tiny-scale stand-in for
-//! that perception pretraining. It continues a checkpoint on three lessons
-//! from zoom-search images of seed streams the recipe never uses:
+//! that perception pretraining. It continues a checkpoint (by default
+//! `assets/video-tiny`, which already tells object colours apart in video
+//! frames; from med-tiny the lessons stayed at chance for a thousand steps)
+//! on three lessons from zoom-search images of seed streams the recipe
+//! never uses:
 //!
 //! - **read**: the trace's crop as the only image, seen at the crop budget
 //!   as after a zoom, asked with the recipe's direct prompt and answered as
@@ -15,7 +18,8 @@
 //! - **locate**: the first view, asked where the coloured object is,
 //!   answered with the trace's grid box;
 //! - **glance**: the first view with the direct prompt (what the model can
-//!   read without zooming, which is little at 448 px).
+//!   read without zooming: the target's colour survives the downscale, its
+//!   shape does not).
 //!
 //! It never shows the protocol itself (zoom prompt → box → crop turn →
 //! answer); that stays the recipe's SFT stage.
@@ -58,6 +62,11 @@ pub enum Lesson {
     Glance,
 }
 
+impl Lesson {
+    /// Every lesson, in validation order.
+    pub const ALL: [Lesson; 3] = [Lesson::Read, Lesson::Locate, Lesson::Glance];
+}
+
 /// `recipes zoom-base` flags.
 #[derive(Args, Debug, Clone)]
 pub struct ZoomBaseArgs {
@@ -68,7 +77,7 @@ pub struct ZoomBaseArgs {
     pub config: PathBuf,
     /// Checkpoint to continue; its tokenizer, chat template and
     /// architecture are kept.
-    #[arg(long, default_value = "assets/med-tiny")]
+    #[arg(long, default_value = "assets/video-tiny")]
     pub init_from: PathBuf,
     /// Output checkpoint directory (Hugging Face layout) and its
     /// `zoom_base_report.json`.
@@ -222,11 +231,6 @@ fn streams(seed: u64, config: &ChainOfFocusConfig) -> Result<(u64, u64)> {
         );
     }
     Ok((train, validation))
-}
-
-impl Lesson {
-    /// Every lesson, in validation order.
-    pub const ALL: [Lesson; 3] = [Lesson::Read, Lesson::Locate, Lesson::Glance];
 }
 
 /// Greedy answers to every lesson on `items`, scored as the recipe scores
