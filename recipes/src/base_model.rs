@@ -25,7 +25,7 @@ use vlrl::grpo::policy::Policy;
 use vlrl::qwen::save::write_atomic;
 use vlrl::qwen::Qwen2VL;
 
-use crate::pretrain::write_checkpoint;
+use crate::pretrain::CHECKPOINT_FILES;
 use crate::sft::{
     sft_optimizer, train_sft_from, SftConfig, SftControl, SftExample, SftOptimizer, SftStep,
 };
@@ -323,6 +323,30 @@ where
         losses: state.losses,
         evals: state.evals,
     })
+}
+
+/// Writes `model` as a checkpoint in `out`: the weights, and the other
+/// files of `from` (each written atomically), which the model shares since
+/// SFT keeps the architecture and tokenizer.
+pub fn write_checkpoint<B: burn::tensor::backend::Backend>(
+    from: &Path,
+    out: &Path,
+    model: &Qwen2VL<B>,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for name in CHECKPOINT_FILES {
+        let src = from.join(name);
+        if src.exists() {
+            let bytes =
+                std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            vlrl::qwen::save::write_atomic(&out.join(name), &bytes)?;
+        }
+    }
+    vlrl::qwen::save::write_safetensors(
+        &out.join("model.safetensors"),
+        &vlrl::qwen::save::qwen2_vl_tensors(model)?,
+    )?;
+    Ok(())
 }
 
 /// Writes `report` as pretty JSON to `path`, atomically.

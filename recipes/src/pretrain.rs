@@ -346,26 +346,6 @@ pub const CHECKPOINT_FILES: [&str; 6] = [
     "preprocessor_config.json",
 ];
 
-/// Writes `model` as a checkpoint in `out`: the weights, and the other
-/// files of `from` (each written atomically), which the model shares since
-/// SFT keeps the architecture and tokenizer.
-pub fn write_checkpoint<B: Backend>(from: &Path, out: &Path, model: &Qwen2VL<B>) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for name in CHECKPOINT_FILES {
-        let src = from.join(name);
-        if src.exists() {
-            let bytes =
-                std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-            vlrl::qwen::save::write_atomic(&out.join(name), &bytes)?;
-        }
-    }
-    vlrl::qwen::save::write_safetensors(
-        &out.join("model.safetensors"),
-        &vlrl::qwen::save::qwen2_vl_tensors(model)?,
-    )?;
-    Ok(())
-}
-
 fn processor_config(image_size: u32) -> ProcessorConfig {
     let side = image_size as usize;
     ProcessorConfig {
