@@ -138,6 +138,10 @@ struct ResumeState<E> {
     evals: Vec<E>,
     last_validated: usize,
     train_seconds: f64,
+    /// Set when the run reached `--stop-accuracy` at `step`: a resume then
+    /// trains no further.
+    #[serde(default)]
+    reached_stop_accuracy: bool,
 }
 
 fn record_bytes<R: burn::record::Record<TrainBackend>>(what: &str, record: R) -> Result<Vec<u8>> {
@@ -224,6 +228,7 @@ where
                 evals: vec![validate(&model_of(&policy).valid(), 0)?.0],
                 last_validated: 0,
                 train_seconds: 0.0,
+                reached_stop_accuracy: false,
             };
             (policy, sft_optimizer::<TrainBackend, P>(&sft), state)
         }
@@ -233,10 +238,18 @@ where
     let progress = indicatif::ProgressBar::new(flags.steps as u64);
     progress.set_position(start_step as u64);
     let mut stop_reason = format!("steps ({})", flags.steps);
+    if state.reached_stop_accuracy {
+        stop_reason = format!("stop_accuracy {} reached", flags.stop_accuracy);
+    }
     let (policy, _) = train_sft_from::<TrainBackend, _>(
         policy,
         optim,
-        start_step,
+        // A run that stopped on accuracy stays stopped.
+        if state.reached_stop_accuracy {
+            sft.steps.max(start_step)
+        } else {
+            start_step
+        },
         &sft,
         &device,
         |step| {
@@ -264,6 +277,7 @@ where
                 state.last_validated = s.step;
                 if score >= flags.stop_accuracy {
                     stop_reason = format!("stop_accuracy {} reached", flags.stop_accuracy);
+                    state.reached_stop_accuracy = true;
                     stop = true;
                 }
             }

@@ -510,3 +510,34 @@ fn video_base_resumes_to_the_same_model() {
     let err = recipes::video_rts::base::run(args).unwrap_err();
     assert!(format!("{err:#}").contains("other settings"), "{err:#}");
 }
+
+/// A run that reached `--stop-accuracy` at a checkpoint step stays stopped
+/// when resumed, instead of training on to `--steps`.
+#[test]
+fn video_base_resumed_after_an_accuracy_stop_stays_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("video-tiny");
+    let mut args = base_args(&out);
+    common::short_base_run(&mut args.train, 2);
+    args.train.steps = 20;
+    args.train.eval_every = 10;
+    args.train.save_every = 10;
+    args.train.stop_accuracy = 0.0;
+    recipes::video_rts::base::run(args.clone()).unwrap();
+    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+    args.train.resume = true;
+    recipes::video_rts::base::run(args).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("video_base_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["steps"], 10);
+    assert_eq!(report["resumed_after"], 10);
+    assert!(
+        report["stop_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("stop_accuracy"),
+        "{report}"
+    );
+    assert!(std::fs::read(out.join("model.safetensors")).unwrap() == weights);
+}
