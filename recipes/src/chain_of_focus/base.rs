@@ -163,8 +163,8 @@ fn lesson_item(
     let grid_box = zoom_box_grid(ex.target_box, ex.size, config.box_grid);
     let ((ids, extra), response, max_turns) = match lesson {
         Lesson::Read => {
-            let (_, view) = env.prompt(ex.image.clone(), &direct)?;
-            let crop = trace_crop(env, view.frame, &ex, &zoom_turn_text(grid_box))?;
+            let frame = env.view_frame(&ex.image)?;
+            let crop = trace_crop(env, frame, &ex, &zoom_turn_text(grid_box))?;
             let prompt = env.crop_prompt(Arc::new(crop), &direct)?;
             (prompt, answer_turn_text(&ex), 1)
         }

@@ -113,6 +113,12 @@ impl FocusEnv {
         self.prompt_with(image, text, &self.prompter.processor)
     }
 
+    /// How the first view maps `image`: where its boxes land, without
+    /// building a prompt.
+    pub fn view_frame(&self, image: &RgbImage) -> Result<ImageFrame> {
+        frame_at(image, &self.prompter.processor)
+    }
+
     /// A prompt whose only image is seen at the crop budget, as a zoomed
     /// crop is (`recipes zoom-base` teaches reading such views).
     pub fn crop_prompt(&self, crop: Arc<RgbImage>, text: &str) -> Result<(Vec<u32>, FocusExtra)> {
@@ -128,14 +134,7 @@ impl FocusEnv {
         let (ids, vision) =
             self.prompter
                 .build_with(std::slice::from_ref(image.as_ref()), text, processor)?;
-        let grid = vision.grid_thw.first().copied().context("no image grid")?;
-        let patch = processor.patch_size;
-        let frame = ImageFrame::new(
-            image.width(),
-            image.height(),
-            (grid[2] * patch) as u32,
-            (grid[1] * patch) as u32,
-        )?;
+        let frame = frame_at(&image, processor)?;
         Ok((
             ids,
             Arc::new(FocusState {
@@ -188,6 +187,17 @@ impl FocusEnv {
         }
         turns
     }
+}
+
+/// The frame of `image` resized by `processor` (the size its patches cover).
+fn frame_at(image: &RgbImage, processor: &ProcessorConfig) -> Result<ImageFrame> {
+    let (height, width) = processor.target_size(image.height() as usize, image.width() as usize)?;
+    Ok(ImageFrame::new(
+        image.width(),
+        image.height(),
+        width as u32,
+        height as u32,
+    )?)
 }
 
 /// The prompt-side state of an episode: the original image (crops are cut
