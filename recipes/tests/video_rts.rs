@@ -470,17 +470,23 @@ fn train_frames_take_one_count_or_a_cycled_list() {
     }
 }
 
+/// A 20-step `video-base` run validated and checkpointed every 10 steps.
+fn checkpointed_base_args(out: &std::path::Path) -> recipes::video_rts::base::VideoBaseArgs {
+    let mut args = base_args(out);
+    common::short_base_run(&mut args.train, 2);
+    args.train.steps = 20;
+    args.train.eval_every = 10;
+    args.train.save_every = 10;
+    args
+}
+
 /// A cut-off `video-base` run resumed from its last checkpoint ends with
 /// the same weights, loss curve and validations as the run never cut off.
 #[test]
 fn video_base_resumes_to_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("video-tiny");
-    let mut args = base_args(&out);
-    common::short_base_run(&mut args.train, 2);
-    args.train.steps = 20;
-    args.train.eval_every = 10;
-    args.train.save_every = 10;
+    let mut args = checkpointed_base_args(&out);
     recipes::video_rts::base::run(args.clone()).unwrap();
     let read = |f: &str| std::fs::read(out.join(f)).unwrap();
     let report = |bytes: Vec<u8>| {
@@ -517,11 +523,7 @@ fn video_base_resumes_to_the_same_model() {
 fn video_base_resumed_after_an_accuracy_stop_stays_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("video-tiny");
-    let mut args = base_args(&out);
-    common::short_base_run(&mut args.train, 2);
-    args.train.steps = 20;
-    args.train.eval_every = 10;
-    args.train.save_every = 10;
+    let mut args = checkpointed_base_args(&out);
     args.train.stop_accuracy = 0.0;
     recipes::video_rts::base::run(args.clone()).unwrap();
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
