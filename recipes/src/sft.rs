@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use vlrl::grpo::config::SamplingConfig;
 use vlrl::grpo::grads::clip_global_norm;
@@ -86,51 +86,27 @@ pub fn sft_batch<B: AutodiffBackend, E: Clone>(
     examples: &[SftExample<E>],
     device: &B::Device,
 ) -> (SequenceBatch<B, E>, Tensor<B, 2>, usize) {
-    let n = examples.len();
-    let p = examples
-        .iter()
-        .map(|e| e.prompt_ids.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let c = examples
-        .iter()
-        .map(|e| e.response_ids.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let (mut pids, mut pmask) = (vec![0i64; n * p], vec![0f32; n * p]);
-    let (mut cids, mut cmask, mut lmask) =
-        (vec![0i64; n * c], vec![0f32; n * c], vec![0f32; n * c]);
-    let mut tokens = 0;
-    for (i, e) in examples.iter().enumerate() {
-        let off = p - e.prompt_ids.len();
-        for (j, &t) in e.prompt_ids.iter().enumerate() {
-            pids[i * p + off + j] = t as i64;
-            pmask[i * p + off + j] = 1.0;
-        }
-        for (j, &t) in e.response_ids.iter().enumerate() {
-            cids[i * c + j] = t as i64;
-            cmask[i * c + j] = 1.0;
-            if e.loss_mask.get(j).copied().unwrap_or(false) {
-                lmask[i * c + j] = 1.0;
-                tokens += 1;
-            }
+    let batch = SequenceBatch::from_rows(
+        examples.iter().map(|e| {
+            (
+                e.prompt_ids.as_slice(),
+                e.response_ids.as_slice(),
+                e.extra.clone(),
+            )
+        }),
+        device,
+    );
+    let c = batch.completion_ids.dims()[1];
+    let mut lmask = vec![0f32; examples.len() * c];
+    for (row, e) in lmask.chunks_mut(c).zip(examples) {
+        let trained = e.loss_mask.iter().take(e.response_ids.len());
+        for (slot, &trained) in row.iter_mut().zip(trained) {
+            *slot = if trained { 1.0 } else { 0.0 };
         }
     }
-    let f = |v: Vec<f32>, w: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, w]), device);
-    let int =
-        |v: Vec<i64>, w: usize| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, w]), device);
-    let batch = SequenceBatch {
-        prompt_ids: int(pids, p),
-        prompt_mask: f(pmask, p),
-        completion_ids: int(cids, c),
-        completion_mask: f(cmask, c),
-        prompt_lens: examples.iter().map(|e| e.prompt_ids.len()).collect(),
-        completion_lens: examples.iter().map(|e| e.response_ids.len()).collect(),
-        extras: examples.iter().map(|e| e.extra.clone()).collect(),
-    };
-    (batch, f(lmask, c), tokens)
+    let tokens = lmask.iter().filter(|&&m| m > 0.0).count();
+    let lmask = Tensor::<B, 2>::from_data(TensorData::new(lmask, [examples.len(), c]), device);
+    (batch, lmask, tokens)
 }
 
 /// What to do after a step.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use recipes::policy::{PromptVision, VlmPolicy};
 use vlrl::backend::CpuTrain;
 use vlrl::grpo::config::SamplingConfig;
@@ -80,32 +80,13 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
         .zip(&completions)
         .flat_map(|(p, cs)| cs.iter().map(move |c| (p, c)))
         .collect();
-    let n = rows.len();
-    let p = rows.iter().map(|(p, _)| p.ids.len()).max().unwrap();
     let c = rows.iter().map(|(_, c)| c.ids.len()).max().unwrap();
-    let (mut pids, mut pmask) = (vec![0i64; n * p], vec![0f32; n * p]);
-    let (mut cids, mut cmask) = (vec![0i64; n * c], vec![0f32; n * c]);
-    for (i, (pr, co)) in rows.iter().enumerate() {
-        let off = p - pr.ids.len();
-        for (j, &t) in pr.ids.iter().enumerate() {
-            pids[i * p + off + j] = t as i64;
-            pmask[i * p + off + j] = 1.0;
-        }
-        for (j, &t) in co.ids.iter().enumerate() {
-            cids[i * c + j] = t as i64;
-            cmask[i * c + j] = 1.0;
-        }
-    }
     let device = Default::default();
-    let batch = SequenceBatch::<B, _> {
-        prompt_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(pids, [n, p]), &device),
-        prompt_mask: Tensor::from_data(TensorData::new(pmask, [n, p]), &device),
-        completion_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(cids, [n, c]), &device),
-        completion_mask: Tensor::from_data(TensorData::new(cmask, [n, c]), &device),
-        prompt_lens: rows.iter().map(|(p, _)| p.ids.len()).collect(),
-        completion_lens: rows.iter().map(|(_, c)| c.ids.len()).collect(),
-        extras: rows.iter().map(|(p, _)| p.extra.clone()).collect(),
-    };
+    let batch = SequenceBatch::<B, _>::from_rows(
+        rows.iter()
+            .map(|(p, c)| (p.ids.as_slice(), c.ids.as_slice(), p.extra.clone())),
+        &device,
+    );
     let no_grad: Vec<f32> = policy
         .token_logprobs_no_grad(&batch, &sampling)
         .unwrap()
@@ -196,6 +177,7 @@ fn recomputed_logprobs_equal_sampling_logprobs() {
     assert!(max_diff(&shared_visual, &full_visual) <= 1e-5 * scale(&full_visual).max(1.0));
     // Different prompts/lengths really were exercised.
     assert!(
-        rows.iter().any(|(_, c)| c.ids.len() != rows[0].1.ids.len()) || p != prompts[0].ids.len()
+        rows.iter().any(|(_, c)| c.ids.len() != rows[0].1.ids.len())
+            || batch.prompt_ids.dims()[1] != prompts[0].ids.len()
     );
 }

@@ -20,7 +20,7 @@
 //! * Values at padded completion positions must be finite (any value).
 
 use burn::module::AutodiffModule;
-use burn::tensor::{backend::AutodiffBackend, Int, Tensor};
+use burn::tensor::{backend::AutodiffBackend, Int, Tensor, TensorData};
 
 use crate::config::SamplingConfig;
 use crate::error::Result;
@@ -120,6 +120,64 @@ pub struct SequenceBatch<B: AutodiffBackend, E> {
     /// Extra inputs of each row: the prompt's, or the completion's own for
     /// multi-turn episodes ([`Episode::extra`]).
     pub extras: Vec<E>,
+}
+
+impl<B: AutodiffBackend, E> SequenceBatch<B, E> {
+    /// Pads `(prompt ids, completion ids, extra)` rows into the layout above
+    /// (pad id 0 under mask 0). Every batch builder goes through here — the
+    /// rollout's mini-batches, SFT, tests — so they cannot drift apart.
+    pub fn from_rows<'a, I>(rows: I, device: &B::Device) -> Self
+    where
+        I: IntoIterator<Item = (&'a [u32], &'a [u32], E)>,
+    {
+        let rows: Vec<(&[u32], &[u32], E)> = rows.into_iter().collect();
+        let n = rows.len();
+        let p = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(1);
+        let c = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(1);
+        let (mut pids, mut pmask) = (vec![0i64; n * p], vec![0f32; n * p]);
+        let (mut cids, mut cmask) = (vec![0i64; n * c], vec![0f32; n * c]);
+        for (i, (prompt, completion, _)) in rows.iter().enumerate() {
+            let off = i * p + p - prompt.len();
+            for (j, &t) in prompt.iter().enumerate() {
+                pids[off + j] = i64::from(t);
+                pmask[off + j] = 1.0;
+            }
+            for (j, &t) in completion.iter().enumerate() {
+                cids[i * c + j] = i64::from(t);
+                cmask[i * c + j] = 1.0;
+            }
+        }
+        let ints = |v: Vec<i64>, w: usize| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, w]), device)
+        };
+        let floats =
+            |v: Vec<f32>, w: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, w]), device);
+        let prompt_lens = rows.iter().map(|r| r.0.len()).collect();
+        let completion_lens = rows.iter().map(|r| r.1.len()).collect();
+        Self {
+            prompt_ids: ints(pids, p),
+            prompt_mask: floats(pmask, p),
+            completion_ids: ints(cids, c),
+            completion_mask: floats(cmask, c),
+            prompt_lens,
+            completion_lens,
+            extras: rows.into_iter().map(|r| r.2).collect(),
+        }
+    }
+
+    /// The same sequences with other extra inputs (one per row), for a
+    /// policy that wraps another and hands it part of each row's extras.
+    pub fn with_extras<F>(&self, extras: Vec<F>) -> SequenceBatch<B, F> {
+        SequenceBatch {
+            prompt_ids: self.prompt_ids.clone(),
+            prompt_mask: self.prompt_mask.clone(),
+            completion_ids: self.completion_ids.clone(),
+            completion_mask: self.completion_mask.clone(),
+            prompt_lens: self.prompt_lens.clone(),
+            completion_lens: self.completion_lens.clone(),
+            extras,
+        }
+    }
 }
 
 /// Per-token outputs of [`Policy::token_logprobs`].

@@ -2,7 +2,7 @@
 //! training step, kept on the host so that mini-batches, micro-batches and
 //! data-parallel shards are plain row subsets.
 
-use burn::tensor::{backend::AutodiffBackend, Int, Tensor, TensorData};
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::policy::SequenceBatch;
 
@@ -96,52 +96,21 @@ impl<E: Clone> RolloutBatch<E> {
         idx: &[usize],
         device: &B::Device,
     ) -> SequenceBatch<B, E> {
-        let rows: Vec<&RolloutRow> = idx.iter().filter_map(|&i| self.rows.get(i)).collect();
-        let n = rows.len();
-        let p = rows
-            .iter()
-            .map(|r| r.prompt_ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let c = rows
-            .iter()
-            .map(|r| r.completion_ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut pids = vec![0i64; n * p];
-        let mut pmask = vec![0f32; n * p];
-        let mut cids = vec![0i64; n * c];
-        let mut cmask = vec![0f32; n * c];
-        for (i, r) in rows.iter().enumerate() {
-            let off = p - r.prompt_ids.len();
-            for (j, &t) in r.prompt_ids.iter().enumerate() {
-                pids[i * p + off + j] = t as i64;
-                pmask[i * p + off + j] = 1.0;
-            }
-            for (j, &t) in r.completion_ids.iter().enumerate() {
-                cids[i * c + j] = t as i64;
-                cmask[i * c + j] = 1.0;
-            }
-        }
-        SequenceBatch {
-            prompt_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(pids, [n, p]), device),
-            prompt_mask: Tensor::<B, 2>::from_data(TensorData::new(pmask, [n, p]), device),
-            completion_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(cids, [n, c]), device),
-            completion_mask: Tensor::<B, 2>::from_data(TensorData::new(cmask, [n, c]), device),
-            prompt_lens: rows.iter().map(|r| r.prompt_ids.len()).collect(),
-            completion_lens: rows.iter().map(|r| r.completion_ids.len()).collect(),
-            extras: rows
-                .iter()
-                .filter_map(|r| {
-                    r.completion_extra
-                        .and_then(|i| self.completion_extras.get(i))
-                        .or_else(|| self.extras.get(r.prompt_index))
-                        .cloned()
-                })
-                .collect(),
-        }
+        let rows = idx.iter().filter_map(|&i| self.rows.get(i)).map(|r| {
+            let extra = r
+                .completion_extra
+                .and_then(|i| self.completion_extras.get(i))
+                .or_else(|| self.extras.get(r.prompt_index))
+                .cloned();
+            (r.prompt_ids.as_slice(), r.completion_ids.as_slice(), extra)
+        });
+        // A row without its extra (a bug upstream) is left out whole, so
+        // rows and extras stay aligned and the row count shows the loss.
+        SequenceBatch::from_rows(
+            rows.filter_map(|(p, c, e)| e.map(|e| (p, c, e)))
+                .collect::<Vec<_>>(),
+            device,
+        )
     }
 
     /// Host matrices of the rows `idx`, padded to their longest completion.

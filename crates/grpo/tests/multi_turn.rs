@@ -111,15 +111,7 @@ impl Policy<B> for ToolToy<B> {
         if let Ok(mut seen) = self.seen.lock() {
             seen.push((batch.completion_lens.clone(), batch.extras.clone()));
         }
-        let plain = SequenceBatch {
-            prompt_ids: batch.prompt_ids.clone(),
-            prompt_mask: batch.prompt_mask.clone(),
-            completion_ids: batch.completion_ids.clone(),
-            completion_mask: batch.completion_mask.clone(),
-            prompt_lens: batch.prompt_lens.clone(),
-            completion_lens: batch.completion_lens.clone(),
-            extras: vec![(); batch.extras.len()],
-        };
+        let plain = batch.with_extras(vec![(); batch.extras.len()]);
         self.inner.token_logprobs(&plain, sampling, with_entropy)
     }
 }

@@ -410,15 +410,7 @@ fn policy_err(e: impl std::fmt::Display) -> GrpoError {
 fn plain_batch<B: AutodiffBackend>(
     batch: &SequenceBatch<B, FocusExtra>,
 ) -> SequenceBatch<B, VisionExtra> {
-    SequenceBatch {
-        prompt_ids: batch.prompt_ids.clone(),
-        prompt_mask: batch.prompt_mask.clone(),
-        completion_ids: batch.completion_ids.clone(),
-        completion_mask: batch.completion_mask.clone(),
-        prompt_lens: batch.prompt_lens.clone(),
-        completion_lens: batch.completion_lens.clone(),
-        extras: batch.extras.iter().map(|e| e.vision.clone()).collect(),
-    }
+    batch.with_extras(batch.extras.iter().map(|e| e.vision.clone()).collect())
 }
 
 impl<B: AutodiffBackend> Policy<B> for FocusPolicy<B> {
