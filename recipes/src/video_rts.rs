@@ -602,6 +602,53 @@ pub struct StrategyResult {
     /// How often each (normalized) answer was the decision: a model that
     /// cannot see the answer shows up as one dominant letter.
     pub answer_counts: BTreeMap<String, usize>,
+    /// Whether each question (in question order) was answered correctly:
+    /// strategies are compared question by question ([`paired_difference`]).
+    pub correct: Vec<bool>,
+}
+
+/// Positions in [`evaluate_strategies`]' output.
+pub const DENSE_GREEDY: usize = 1;
+pub const DENSE_MAJORITY: usize = 2;
+/// Sparse-to-dense TTS with the configured (the paper's) stopping rule.
+pub const TTS: usize = 3;
+
+/// `a − b` over the same questions: the accuracy difference, its paired
+/// standard error, and the questions only one of them got right. Paired,
+/// because both strategies answer the same clips: the per-question
+/// difference has far less variance than two independent accuracies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairedDifference {
+    pub points: f64,
+    pub standard_error: f64,
+    pub only_a: usize,
+    pub only_b: usize,
+}
+
+/// `None` when the two results do not cover the same questions.
+pub fn paired_difference(a: &StrategyResult, b: &StrategyResult) -> Option<PairedDifference> {
+    let n = a.correct.len();
+    if n == 0 || n != b.correct.len() {
+        return None;
+    }
+    let d: Vec<f64> = a
+        .correct
+        .iter()
+        .zip(&b.correct)
+        .map(|(&x, &y)| f64::from(u8::from(x)) - f64::from(u8::from(y)))
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = if n > 1 {
+        d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
+    Some(PairedDifference {
+        points: 100.0 * mean,
+        standard_error: 100.0 * (var / n as f64).sqrt(),
+        only_a: d.iter().filter(|&&v| v > 0.0).count(),
+        only_b: d.iter().filter(|&&v| v < 0.0).count(),
+    })
 }
 
 /// Scores the decisions of a strategy.
@@ -615,6 +662,7 @@ pub fn summarize(
     let mut r = StrategyResult {
         strategy: strategy.to_string(),
         n: decisions.len(),
+        correct: vec![false; questions.len()],
         ..Default::default()
     };
     for d in decisions {
@@ -623,6 +671,9 @@ pub fn summarize(
             .context("decision for an unknown question")?;
         let (format, accuracy) = q.target.score(&registry, &d.majority_text, &ctx)?;
         let ok = accuracy >= 0.999;
+        if let Some(slot) = r.correct.get_mut(d.item) {
+            *slot = ok;
+        }
         r.accuracy += f64::from(u8::from(ok));
         r.format += format;
         r.avg_frames += d.nframes as f64;
@@ -867,6 +918,42 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
     )
 }
 
+/// The issue's and the paper's question, answered per model: is TTS at
+/// least as accurate as fixed dense frames, with fewer frames? Against dense
+/// greedy decoding and against the majority of the same number of sampled
+/// answers (TTS's own decoding), paired over the held-out questions.
+fn tts_against_dense(
+    config: &VideoRtsConfig,
+    base: &[StrategyResult],
+    rl: &[StrategyResult],
+) -> String {
+    let mut md = format!(
+        "\n## TTS against fixed dense frames ({} frames), paired over the same questions\n\n\
+         | model | dense baseline | TTS − dense (points) | paired SE | only TTS right | only dense right | TTS frames (saved) |\n\
+         |---|---|---|---|---|---|---|\n",
+        config.tts.max
+    );
+    for (model, results) in [("base", base), ("GRPO (vlrl)", rl)] {
+        let Some(tts) = results.get(TTS) else {
+            continue;
+        };
+        for (name, at) in [("greedy", DENSE_GREEDY), ("majority of k", DENSE_MAJORITY)] {
+            let Some(dense) = results.get(at) else {
+                continue;
+            };
+            let Some(d) = paired_difference(tts, dense) else {
+                continue;
+            };
+            let saved = 100.0 * (1.0 - tts.avg_frames / dense.avg_frames.max(f64::MIN_POSITIVE));
+            md.push_str(&format!(
+                "| {model} | {name} | {:+.1} | {:.1} | {} | {} | {:.2} ({saved:.0}%) |\n",
+                d.points, d.standard_error, d.only_a, d.only_b, tts.avg_frames
+            ));
+        }
+    }
+    md
+}
+
 fn write_report(
     config: &VideoRtsConfig,
     base: &[StrategyResult],
@@ -945,6 +1032,7 @@ fn write_report(
             md.push_str(&format!(" {:.1} |\n", 100.0 * r.accuracy));
         }
     }
+    md.push_str(&tts_against_dense(config, base, rl));
     md.push_str(
         "\n## The paper (Qwen2.5-VL-7B, TTS 32 → 64/128 frames, 5 answers, all agree)\n\n\
          Video-RTS reports +2.4% average accuracy over prior video reasoning models \
@@ -959,7 +1047,7 @@ fn write_report(
         "seed": config.seed,
     });
     let md_path = crate::single_turn::write_report(&config.out, &md, &json)?;
-    if let (Some(b), Some(r)) = (base.last(), rl.last()) {
+    if let (Some(b), Some(r)) = (base.get(TTS), rl.get(TTS)) {
         tracing::info!(
             "TTS accuracy {:.1}% → {:.1}% ({:.1} → {:.1} frames); report in {}",
             100.0 * b.accuracy,

@@ -67,6 +67,16 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         report.contains("sparse-to-dense TTS") && report.contains("GRPO"),
         "{report}"
     );
+    // Two paired comparisons (dense greedy, dense majority) per model.
+    let paired = report
+        .split("## TTS against fixed dense frames")
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(
+        paired.lines().filter(|l| l.starts_with("| base |")).count(),
+        2,
+        "{report}"
+    );
     assert!(run_dir.join("config.resolved.toml").exists());
     assert!(run_dir.join("checkpoints").read_dir().unwrap().count() >= 1);
     let plots: Vec<_> = run_dir.join("plots").read_dir().unwrap().collect();
@@ -103,6 +113,10 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         assert!(at_start(relaxed) >= at_start(tts), "{relaxed} vs {tts}");
         for s in strategies {
             assert_eq!(s["n"], 6);
+            let correct = s["correct"].as_array().unwrap();
+            assert_eq!(correct.len(), 6);
+            let right = correct.iter().filter(|c| c.as_bool().unwrap()).count();
+            assert!((s["accuracy"].as_f64().unwrap() - right as f64 / 6.0).abs() < 1e-12);
             let answers: u64 = s["answer_counts"]
                 .as_object()
                 .unwrap()
@@ -547,4 +561,26 @@ fn video_base_resumed_after_an_accuracy_stop_stays_stopped() {
         "{report}"
     );
     assert!(std::fs::read(out.join("model.safetensors")).unwrap() == weights);
+}
+
+#[test]
+fn paired_difference_counts_discordant_questions() {
+    use recipes::video_rts::{paired_difference, StrategyResult};
+    let result = |correct: &[bool]| StrategyResult {
+        correct: correct.to_vec(),
+        ..Default::default()
+    };
+    // a right on 3 questions b missed, b right on 1 a missed, 4 ties.
+    let a = result(&[true, true, true, false, true, false, true, false]);
+    let b = result(&[false, false, false, true, true, false, true, false]);
+    let d = paired_difference(&a, &b).unwrap();
+    assert_eq!((d.only_a, d.only_b), (3, 1));
+    assert!((d.points - 25.0).abs() < 1e-9, "{d:?}");
+    // Differences 1,1,1,-1,0,0,0,0: mean 0.25, sample variance 0.5, SE = sqrt(0.5 / 8).
+    assert!(
+        (d.standard_error - 100.0 * (0.5f64 / 8.0).sqrt()).abs() < 1e-9,
+        "{d:?}"
+    );
+    assert_eq!(paired_difference(&a, &result(&[true])), None);
+    assert_eq!(paired_difference(&result(&[]), &result(&[])), None);
 }
