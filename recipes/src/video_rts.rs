@@ -604,6 +604,8 @@ pub struct StrategyResult {
     pub answer_counts: BTreeMap<String, usize>,
     /// Whether each question (in question order) was answered correctly:
     /// strategies are compared question by question ([`paired_difference`]).
+    /// Absent from reports written before stop 18, hence the default.
+    #[serde(default)]
     pub correct: Vec<bool>,
 }
 
