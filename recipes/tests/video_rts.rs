@@ -584,3 +584,17 @@ fn paired_difference_counts_discordant_questions() {
     assert_eq!(paired_difference(&a, &result(&[true])), None);
     assert_eq!(paired_difference(&result(&[]), &result(&[])), None);
 }
+
+#[test]
+fn strategy_results_written_before_per_question_correctness_still_load() {
+    let mut old = serde_json::to_value(recipes::video_rts::StrategyResult {
+        n: 3,
+        accuracy: 2.0 / 3.0,
+        correct: vec![true, false, true],
+        ..Default::default()
+    })
+    .unwrap();
+    old.as_object_mut().unwrap().remove("correct");
+    let r: recipes::video_rts::StrategyResult = serde_json::from_value(old).unwrap();
+    assert_eq!((r.n, r.correct.len()), (3, 0));
+}
