@@ -150,7 +150,7 @@ impl Default for VideoRtsConfig {
             data: None,
             out: PathBuf::from("runs/video-rts"),
             seed: 0,
-            train_size: 240,
+            train_size: 800,
             test_size: 90,
             // The bundled models' fixed option order (see `EventsConfig`).
             events: EventsConfig {
