@@ -619,7 +619,7 @@ pub const TTS: usize = 3;
 /// standard error, and the questions only one of them got right. Paired,
 /// because both strategies answer the same clips: the per-question
 /// difference has far less variance than two independent accuracies.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PairedDifference {
     pub points: f64,
     pub standard_error: f64,
@@ -939,7 +939,11 @@ fn tts_against_dense(
         let Some(tts) = results.get(TTS) else {
             continue;
         };
-        for (name, at) in [("greedy", DENSE_GREEDY), ("majority of k", DENSE_MAJORITY)] {
+        let majority = format!("majority of {}", config.tts.samples);
+        for (name, at) in [
+            ("greedy", DENSE_GREEDY),
+            (majority.as_str(), DENSE_MAJORITY),
+        ] {
             let Some(dense) = results.get(at) else {
                 continue;
             };
