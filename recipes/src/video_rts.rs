@@ -931,30 +931,35 @@ fn tts_against_dense(
 ) -> String {
     let mut md = format!(
         "\n## TTS against fixed dense frames ({} frames), paired over the same questions\n\n\
-         | model | dense baseline | TTS − dense (points) | paired SE | only TTS right | only dense right | TTS frames (saved) |\n\
-         |---|---|---|---|---|---|---|\n",
+         | model | TTS stops when | dense baseline | TTS − dense (points) | paired SE | only TTS right | only dense right | TTS frames (saved) |\n\
+         |---|---|---|---|---|---|---|---|\n",
         config.tts.max
     );
+    let majority = format!("majority of {}", config.tts.samples);
     for (model, results) in [("base", base), ("GRPO (vlrl)", rl)] {
-        let Some(tts) = results.get(TTS) else {
-            continue;
-        };
-        let majority = format!("majority of {}", config.tts.samples);
-        for (name, at) in [
-            ("greedy", DENSE_GREEDY),
-            (majority.as_str(), DENSE_MAJORITY),
-        ] {
-            let Some(dense) = results.get(at) else {
-                continue;
-            };
-            let Some(d) = paired_difference(tts, dense) else {
-                continue;
-            };
-            let saved = 100.0 * (1.0 - tts.avg_frames / dense.avg_frames.max(f64::MIN_POSITIVE));
-            md.push_str(&format!(
-                "| {model} | {name} | {:+.1} | {:.1} | {} | {} | {:.2} ({saved:.0}%) |\n",
-                d.points, d.standard_error, d.only_a, d.only_b, tts.avg_frames
-            ));
+        // The paper's rule first, then each of `extra_agreements`.
+        for tts in results.iter().skip(TTS) {
+            let rule = tts
+                .strategy
+                .rsplit_once("stop when ")
+                .map_or(tts.strategy.as_str(), |(_, rule)| rule);
+            for (name, at) in [
+                ("greedy", DENSE_GREEDY),
+                (majority.as_str(), DENSE_MAJORITY),
+            ] {
+                let Some(dense) = results.get(at) else {
+                    continue;
+                };
+                let Some(d) = paired_difference(tts, dense) else {
+                    continue;
+                };
+                let saved =
+                    100.0 * (1.0 - tts.avg_frames / dense.avg_frames.max(f64::MIN_POSITIVE));
+                md.push_str(&format!(
+                    "| {model} | {rule} | {name} | {:+.1} | {:.1} | {} | {} | {:.2} ({saved:.0}%) |\n",
+                    d.points, d.standard_error, d.only_a, d.only_b, tts.avg_frames
+                ));
+            }
         }
     }
     md

@@ -67,14 +67,15 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         report.contains("sparse-to-dense TTS") && report.contains("GRPO"),
         "{report}"
     );
-    // Two paired comparisons (dense greedy, dense majority) per model.
+    // Two paired comparisons (dense greedy, dense majority) per model and
+    // TTS rule (the paper's and the relaxed one).
     let paired = report
         .split("## TTS against fixed dense frames")
         .nth(1)
         .unwrap_or_default();
     assert_eq!(
         paired.lines().filter(|l| l.starts_with("| base |")).count(),
-        2,
+        4,
         "{report}"
     );
     assert!(run_dir.join("config.resolved.toml").exists());
