@@ -96,21 +96,20 @@ impl<E: Clone> RolloutBatch<E> {
         idx: &[usize],
         device: &B::Device,
     ) -> SequenceBatch<B, E> {
-        let rows = idx.iter().filter_map(|&i| self.rows.get(i)).map(|r| {
-            let extra = r
-                .completion_extra
-                .and_then(|i| self.completion_extras.get(i))
-                .or_else(|| self.extras.get(r.prompt_index))
-                .cloned();
-            (r.prompt_ids.as_slice(), r.completion_ids.as_slice(), extra)
-        });
         // A row without its extra (a bug upstream) is left out whole, so
         // rows and extras stay aligned and the row count shows the loss.
-        SequenceBatch::from_rows(
-            rows.filter_map(|(p, c, e)| e.map(|e| (p, c, e)))
-                .collect::<Vec<_>>(),
-            device,
-        )
+        let rows = idx
+            .iter()
+            .filter_map(|&i| self.rows.get(i))
+            .filter_map(|r| {
+                let extra = r
+                    .completion_extra
+                    .and_then(|i| self.completion_extras.get(i))
+                    .or_else(|| self.extras.get(r.prompt_index))
+                    .cloned()?;
+                Some((r.prompt_ids.as_slice(), r.completion_ids.as_slice(), extra))
+            });
+        SequenceBatch::from_rows(rows, device)
     }
 
     /// Host matrices of the rows `idx`, padded to their longest completion.
