@@ -333,7 +333,7 @@ pub fn sft_example(
 
 /// The crop a trace's zoom turn `zoom_text` cuts from `ex`'s image, whose
 /// first view is `frame`: what the model sees after that zoom.
-fn trace_crop(
+pub fn trace_crop(
     env: &FocusEnv,
     frame: vlrl::grounding::ImageFrame,
     ex: &FocusExample,
