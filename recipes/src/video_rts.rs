@@ -609,7 +609,9 @@ pub struct StrategyResult {
     pub correct: Vec<bool>,
 }
 
-/// Positions in [`evaluate_strategies`]' output.
+/// Positions in [`evaluate_strategies`]' output; each rule of
+/// `extra_agreements` follows [`TTS`] in turn.
+pub const SPARSE_GREEDY: usize = 0;
 pub const DENSE_GREEDY: usize = 1;
 pub const DENSE_MAJORITY: usize = 2;
 /// Sparse-to-dense TTS with the configured (the paper's) stopping rule.

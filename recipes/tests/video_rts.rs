@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use burn::module::AutodiffModule;
 use recipes::single_turn::{Checkpoint, RunFlags};
 use recipes::video_rts::{
-    datasets, evaluate_strategies, run, VideoPrompter, VideoRtsArgs, VideoRtsConfig,
+    datasets, evaluate_strategies, run, VideoPrompter, VideoRtsArgs, VideoRtsConfig, DENSE_GREEDY,
+    DENSE_MAJORITY, SPARSE_GREEDY, TTS,
 };
 
 fn root() -> PathBuf {
@@ -99,17 +100,25 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         let strategies = eval[model].as_array().unwrap();
         assert_eq!(strategies.len(), 5, "4 strategies + the relaxed TTS row");
         let frames = |i: usize| strategies[i]["avg_frames"].as_f64().unwrap();
-        assert_eq!(frames(0), 4.0, "greedy sparse uses the first round");
-        assert_eq!(frames(1), 16.0, "greedy dense uses the last round");
-        assert_eq!(frames(2), 16.0);
-        let tts = &strategies[3];
-        assert!((4.0..=16.0).contains(&frames(3)), "{tts}");
+        assert_eq!(
+            frames(SPARSE_GREEDY),
+            4.0,
+            "greedy sparse uses the first round"
+        );
+        assert_eq!(
+            frames(DENSE_GREEDY),
+            16.0,
+            "greedy dense uses the last round"
+        );
+        assert_eq!(frames(DENSE_MAJORITY), 16.0);
+        let tts = &strategies[TTS];
+        assert!((4.0..=16.0).contains(&frames(TTS)), "{tts}");
         assert!(tts["avg_frames_processed"].as_f64().unwrap() >= frames(3));
         let samples = tts["avg_samples"].as_f64().unwrap();
         assert!((3.0..=9.0).contains(&samples), "{tts}");
         // Same first-round answers, looser rule: at least as many questions
         // stop at the sparse count.
-        let relaxed = &strategies[4];
+        let relaxed = &strategies[TTS + 1];
         let at_start = |s: &serde_json::Value| s["frames_histogram"]["4"].as_u64().unwrap_or(0);
         assert!(at_start(relaxed) >= at_start(tts), "{relaxed} vs {tts}");
         for s in strategies {
@@ -144,7 +153,7 @@ fn tts_stopping_rule_on_the_model_and_the_data_path() {
 
     config.tts.agreement = 0.0;
     let loose = evaluate_strategies(&model, &prompter, &test, &config, 7).unwrap();
-    let tts = &loose[3];
+    let tts = &loose[TTS];
     assert_eq!(tts.avg_frames, 4.0, "{tts:?}");
     assert_eq!(tts.early_stop_rate, 1.0, "{tts:?}");
     assert_eq!(tts.avg_samples, 3.0);
