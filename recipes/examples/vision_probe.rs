@@ -34,6 +34,7 @@ use recipes::base_model::write_checkpoint;
 use recipes::chain_of_focus::episode::FocusEnv;
 use recipes::chain_of_focus::task::{example_at, zoom_box_grid, zoom_turn_text, TaskSpec};
 use recipes::chain_of_focus::{make_env, task_spec, trace_crop, ChainOfFocusArgs};
+use recipes::single_turn::set_from;
 use recipes::TrainBackend;
 use vlrl::data::synth::draw::{Shape, NAMED_COLORS};
 use vlrl::qwen::{Qwen2VL, VisionTower};
@@ -282,15 +283,9 @@ fn main() -> Result<()> {
     let mut cof = RecipeDefaults::parse_from(["chain-of-focus"])
         .recipe
         .resolve()?;
-    if let Some(p) = args.crop_pixels {
-        cof.crop_pixels = p;
-    }
-    if let Some(g) = args.box_grid {
-        cof.box_grid = g;
-    }
-    if let Some(r) = args.target_radius {
-        cof.target_radius = r;
-    }
+    set_from(&mut cof.crop_pixels, &args.crop_pixels);
+    set_from(&mut cof.box_grid, &args.box_grid);
+    set_from(&mut cof.target_radius, &args.target_radius);
     let mut source = Source {
         env: make_env(&cof)?,
         spec: task_spec(&cof),
