@@ -13,7 +13,10 @@
 //!
 //! With `--graft OUT` the trained tower replaces the `--init-from`
 //! checkpoint's tower in a copy written to `OUT`: a vision-pretrained start
-//! for `recipes zoom-base` (docs/bundled-model.md).
+//! for `recipes zoom-base` (docs/bundled-model.md). The probe trains on
+//! image stream `--seed` and validates on `--seed + 1,000,000`; the recipe
+//! tests on `seed + 1,000,003`, so a grafting run must keep `--seed` below
+//! 1,000,003 to never train on a recipe test image (checked).
 //!
 //! ```sh
 //! cargo run --release -p recipes --example vision_probe -- --tasks crop:shape --sizes 112
@@ -275,6 +278,13 @@ fn accuracy<B: Backend>(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.graft.is_some() && args.seed >= 1_000_003 {
+        bail!(
+            "--seed {} would train on the recipe's test images (stream seed + 1,000,003); \
+             use a seed below 1,000,003 with --graft",
+            args.seed
+        );
+    }
     let tasks: Vec<Task> = args
         .tasks
         .iter()
