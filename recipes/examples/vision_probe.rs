@@ -49,6 +49,11 @@ struct Args {
     /// `shape`, `colour`, `cell`.
     #[arg(long, value_delimiter = ',', default_value = "crop:shape")]
     tasks: Vec<String>,
+    /// `pooled`: shape and colour heads score each merged token and keep the
+    /// best (position-free); `flat`: one weight per token position and
+    /// feature (the first probe table). `cell` heads are always flat.
+    #[arg(long, default_value = "pooled")]
+    head: String,
     /// Tower blocks (the bundled models: 2).
     #[arg(long, default_value_t = 2)]
     depth: usize,
@@ -149,13 +154,28 @@ struct Probe<B: Backend> {
 }
 
 impl<B: Backend> Probe<B> {
-    /// Merged tokens of each view, flattened: `[views, tokens · width]`
-    /// (every view of a kind has the same number of tokens).
-    fn features(&self, pixels: Tensor<B, 2>, grid: &[[usize; 3]]) -> Result<Tensor<B, 2>> {
+    /// Merged tokens of each view: `[views, tokens, width]` (every view of a
+    /// kind has the same number of tokens).
+    fn features(&self, pixels: Tensor<B, 2>, grid: &[[usize; 3]]) -> Result<Tensor<B, 3>> {
         let merged = self.tower.forward(pixels, grid)?.merged;
         let [tokens, width] = merged.dims();
         let views = grid.len().max(1);
-        Ok(merged.reshape([views, tokens / views * width]))
+        Ok(merged.reshape([views, tokens / views, width]))
+    }
+
+    /// Logits `[views, classes]` of task `t`. A head that pools scores every
+    /// token and keeps each class's best, so it reads an object wherever it
+    /// lies in the view; a flat head weighs every token position on its own
+    /// (what `cell` needs, and what the first probe table used for all).
+    fn logits(&self, t: usize, pooled: bool, features: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [views, tokens, width] = features.dims();
+        if pooled {
+            let scores = self.heads[t].forward(features);
+            let classes = scores.dims()[2];
+            scores.max_dim(1).reshape([views, classes])
+        } else {
+            self.heads[t].forward(features.reshape([views, tokens * width]))
+        }
     }
 }
 
@@ -254,13 +274,14 @@ fn accuracy<B: Backend>(
     probe: &Probe<B>,
     t: usize,
     task: Task,
+    pooled: bool,
     items: &[Item],
     device: &B::Device,
 ) -> Result<BTreeMap<u32, (usize, usize)>> {
     let mut per_size: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
     for chunk in items.chunks(64) {
         let (pixels, grid) = pixels_of::<B>(chunk, device);
-        let logits = probe.heads[t].forward(probe.features(pixels, &grid)?);
+        let logits = probe.logits(t, pooled, probe.features(pixels, &grid)?);
         let pred = logits.argmax(1).flatten::<1>(0, 1);
         let hits: Vec<bool> = pred
             .equal(labels_of::<B>(chunk, task.label, device))
@@ -290,6 +311,12 @@ fn main() -> Result<()> {
         .iter()
         .map(|t| Task::parse(t))
         .collect::<Result<_>>()?;
+    let flat_heads = args.head == "flat";
+    if !matches!(args.head.as_str(), "flat" | "pooled") {
+        bail!("--head must be pooled or flat, got {}", args.head);
+    }
+    // `cell` is about position: its head always weighs each token position.
+    let pooled = |task: Task| !flat_heads && task.label != Label::Cell;
     let mut cof = RecipeDefaults::parse_from(["chain-of-focus"])
         .recipe
         .resolve()?;
@@ -354,7 +381,12 @@ fn main() -> Result<()> {
                 Label::Shape => Shape::ALL.len(),
                 Label::Cell => (cof.box_grid * cof.box_grid) as usize,
             };
-            LinearConfig::new(tokens * vc.hidden_size, classes).init(&device)
+            let inputs = if pooled(*t) {
+                vc.hidden_size
+            } else {
+                tokens * vc.hidden_size
+            };
+            LinearConfig::new(inputs, classes).init(&device)
         })
         .collect();
     let mut probe = Probe { tower, heads };
@@ -383,7 +415,7 @@ fn main() -> Result<()> {
             let (pixels, grid) = pixels_of::<TrainBackend>(&items, &device);
             let features = probe.features(pixels, &grid)?;
             for (t, task) in tasks.iter().enumerate().filter(|(_, t)| t.view == view) {
-                let logits = probe.heads[t].forward(features.clone());
+                let logits = probe.logits(t, pooled(*task), features.clone());
                 let l = loss_fn.forward(logits, labels_of(&items, task.label, &device));
                 loss = Some(match loss {
                     Some(sum) => sum + l,
@@ -404,7 +436,7 @@ fn main() -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
             for (t, task) in tasks.iter().enumerate() {
-                let per_size = accuracy(&valid, t, *task, held(task.view), &device)?;
+                let per_size = accuracy(&valid, t, *task, pooled(*task), held(task.view), &device)?;
                 let (c, n) = per_size
                     .values()
                     .fold((0, 0), |(c, n), &(a, b)| (c + a, n + b));
