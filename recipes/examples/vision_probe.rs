@@ -35,7 +35,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use recipes::base_model::write_checkpoint;
 use recipes::chain_of_focus::episode::FocusEnv;
-use recipes::chain_of_focus::task::{example_at, zoom_box_grid, zoom_turn_text, TaskSpec};
+use recipes::chain_of_focus::task::{
+    example_at, target_cell, zoom_box_grid, zoom_turn_text, TaskSpec,
+};
 use recipes::chain_of_focus::{make_env, task_spec, trace_crop, ChainOfFocusArgs};
 use recipes::single_turn::set_from;
 use recipes::TrainBackend;
@@ -217,11 +219,8 @@ impl Source {
             .iter()
             .position(|(name, _)| *name == ex.color)
             .with_context(|| format!("unknown colour {:?}", ex.color))?;
-        let g = self.box_grid.max(1) as f32;
-        let side = ex.size.max(1) as f32;
-        let axis = |lo: f32, hi: f32| ((lo + hi) / 2.0 / side * g).floor().clamp(0.0, g - 1.0);
-        let [x1, y1, x2, y2] = ex.target_box;
-        let cell = (axis(y1, y2) * g + axis(x1, x2)) as usize;
+        let [column, row] = target_cell(ex.target_box, ex.size, self.box_grid);
+        let cell = (row * self.box_grid.max(1) + column) as usize;
         let (_, extra) = match view {
             View::Crop => {
                 let frame = self.env.view_frame(&ex.image)?;
@@ -323,6 +322,9 @@ fn main() -> Result<()> {
     set_from(&mut cof.crop_pixels, &args.crop_pixels);
     set_from(&mut cof.box_grid, &args.box_grid);
     set_from(&mut cof.target_radius, &args.target_radius);
+    if args.sizes.as_ref().is_some_and(Vec::is_empty) {
+        bail!("--sizes is empty");
+    }
     let mut source = Source {
         env: make_env(&cof)?,
         spec: task_spec(&cof),

@@ -140,10 +140,9 @@ pub fn generate_examples(
 /// can learn to write them.
 pub fn zoom_box_grid(target: [f32; 4], size: u32, grid: u32) -> [u32; 4] {
     let g = grid.max(1) as f64;
-    let s = size.max(1) as f64;
-    let axis = |lo: f32, hi: f32| -> (u32, u32) {
-        let centre = ((lo + hi) as f64 / 2.0 / s).clamp(0.0, 1.0);
-        let cell = (centre * g).floor().min(g - 1.0);
+    let [cx, cy] = target_cell(target, size, grid);
+    let axis = |cell: u32| -> (u32, u32) {
+        let cell = cell as f64;
         let width = 1.5 / g;
         let start = ((cell - 0.25) / g).clamp(0.0, (1.0 - width).max(0.0));
         let end = (start + width).min(1.0);
@@ -152,9 +151,21 @@ pub fn zoom_box_grid(target: [f32; 4], size: u32, grid: u32) -> [u32; 4] {
             (end * 1000.0).round() as u32,
         )
     };
-    let (x1, x2) = axis(target[0], target[2]);
-    let (y1, y2) = axis(target[1], target[3]);
+    let (x1, x2) = axis(cx);
+    let (y1, y2) = axis(cy);
     [x1, y1, x2, y2]
+}
+
+/// `[column, row]` of the `grid × grid` cell that holds the centre of
+/// `target` (original pixels of a `size`-pixel square image).
+pub fn target_cell(target: [f32; 4], size: u32, grid: u32) -> [u32; 2] {
+    let g = grid.max(1) as f64;
+    let s = size.max(1) as f64;
+    let axis = |lo: f32, hi: f32| {
+        let centre = ((lo + hi) as f64 / 2.0 / s).clamp(0.0, 1.0);
+        (centre * g).floor().min(g - 1.0) as u32
+    };
+    [axis(target[0], target[2]), axis(target[1], target[3])]
 }
 
 /// A box on Qwen2-VL's 0–1000 grid in its box tokens.
@@ -217,6 +228,24 @@ mod tests {
         assert!(
             colour > 20 && colour < 60,
             "{colour} colour questions of 80"
+        );
+    }
+
+    #[test]
+    fn target_cell_and_zoom_box_of_known_targets() {
+        // Centre (10, 10) of a 112-px image: the top-left cell of 4×4.
+        assert_eq!(target_cell([5.0, 5.0, 15.0, 15.0], 112, 4), [0, 0]);
+        // Centre (111, 60): last column, third row; off-image centres clamp.
+        assert_eq!(target_cell([106.0, 55.0, 116.0, 65.0], 112, 4), [3, 2]);
+        assert_eq!(target_cell([300.0, -50.0, 320.0, -30.0], 112, 4), [3, 0]);
+        // The middle cell of 3×3 plus a quarter cell per side: 0.25 → 0.75.
+        let middle = [140.0, 140.0, 160.0, 160.0];
+        assert_eq!(target_cell(middle, 300, 3), [1, 1]);
+        assert_eq!(zoom_box_grid(middle, 300, 3), [250, 250, 750, 750]);
+        // A corner cell's box is shifted inside the image.
+        assert_eq!(
+            zoom_box_grid([0.0, 0.0, 10.0, 10.0], 300, 3),
+            [0, 0, 500, 500]
         );
     }
 
