@@ -21,6 +21,7 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vlrl::grpo::checkpoint::{Checkpoint, CheckpointManager};
+use vlrl::grpo::lora::{check_module_patterns, freeze_modules};
 use vlrl::grpo::policy::Policy;
 use vlrl::qwen::save::write_atomic;
 use vlrl::qwen::Qwen2VL;
@@ -68,6 +69,12 @@ pub struct BaseFlags {
     /// the run that was cut off. Starts afresh when there is none.
     #[arg(long)]
     pub resume: bool,
+    /// Module paths not trained, comma-separated (`visual` = the vision
+    /// tower, as `[grpo] freeze` in the recipe configs): e.g. to teach the
+    /// language model to use a tower trained elsewhere without washing out
+    /// its features. A pattern that matches no parameter is an error.
+    #[arg(long, value_delimiter = ',')]
+    pub freeze: Vec<String>,
 }
 
 impl BaseFlags {
@@ -176,6 +183,8 @@ where
     E: Serialize + DeserializeOwned + Clone,
 {
     let flags = run.flags;
+    // A typo would otherwise train what it meant to freeze.
+    check_module_patterns(&policy, "--freeze", &flags.freeze)?;
     let device = burn::tensor::Device::<TrainBackend>::default();
     let sft = flags.sft();
     let resume_dir = run.out.join("resume");
@@ -233,6 +242,14 @@ where
             (policy, sft_optimizer::<TrainBackend, P>(&sft), state)
         }
     };
+    // After any resume: a loaded record carries no "frozen" mark.
+    let (policy, frozen) = freeze_modules(policy, &flags.freeze);
+    if frozen > 0 {
+        tracing::info!(
+            "--freeze {:?}: {frozen} parameter tensors not trained",
+            flags.freeze
+        );
+    }
     let start_step = state.step;
     let started = Instant::now();
     let progress = indicatif::ProgressBar::new(flags.steps as u64);

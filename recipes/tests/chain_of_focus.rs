@@ -235,6 +235,48 @@ fn zoom_base_trains_and_writes_a_loadable_checkpoint() {
     }
 }
 
+/// `--freeze visual` trains the language model and leaves the vision tower
+/// bit for bit as it started; a pattern that matches nothing is refused.
+#[test]
+fn zoom_base_freeze_keeps_the_vision_tower() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("frozen");
+    let mut args = zoom_base_args(&out);
+    common::short_base_run(&mut args.train, 2);
+    args.train.steps = 4;
+    args.train.eval_every = 0;
+    args.train.freeze = vec!["visual".into()];
+    recipes::chain_of_focus::base::run(args).unwrap();
+    let start = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    let end = std::fs::read(out.join("model.safetensors")).unwrap();
+    let start = safetensors::SafeTensors::deserialize(&start).unwrap();
+    let end = safetensors::SafeTensors::deserialize(&end).unwrap();
+    let (mut kept_visual, mut changed_text) = (0, 0);
+    for (name, before) in start.tensors() {
+        let same = before.data() == end.tensor(&name).unwrap().data();
+        if name.starts_with("visual.") {
+            assert!(same, "{name} changed although frozen");
+            kept_visual += 1;
+        } else if !same {
+            changed_text += 1;
+        }
+    }
+    assert!(kept_visual > 10, "{kept_visual} vision tensors");
+    assert!(
+        changed_text > 10,
+        "{changed_text} language-model tensors trained"
+    );
+
+    let mut args = zoom_base_args(&dir.path().join("typo"));
+    common::short_base_run(&mut args.train, 2);
+    args.train.freeze = vec!["visul".into()];
+    let err = recipes::chain_of_focus::base::run(args).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("`visul` matches no parameter"),
+        "{err:#}"
+    );
+}
+
 #[test]
 fn zoom_base_refuses_to_overwrite_its_start_or_reuse_the_recipe_images() {
     let mut args = zoom_base_args(&model_dir());
