@@ -149,6 +149,9 @@ struct ResumeState<E> {
     /// trains no further.
     #[serde(default)]
     reached_stop_accuracy: bool,
+    /// `--freeze` of the run (absent before it existed: nothing frozen).
+    #[serde(default)]
+    freeze: Vec<String>,
 }
 
 fn record_bytes<R: burn::record::Record<TrainBackend>>(what: &str, record: R) -> Result<Vec<u8>> {
@@ -209,13 +212,14 @@ where
         Some(ckpt) if flags.resume => {
             let state: ResumeState<E> = serde_json::from_slice(ckpt.file("state.json")?)
                 .with_context(|| format!("{}: state.json", ckpt.dir.display()))?;
-            if state.sft != sft || state.seed != run.seed {
+            if state.sft != sft || state.seed != run.seed || state.freeze != flags.freeze {
                 bail!(
-                    "{}: written by a run with other settings (seed {}, {:?}); resume with \
-                     the same flags, or start afresh in another --out",
+                    "{}: written by a run with other settings (seed {}, {:?}, --freeze {:?}); \
+                     resume with the same flags, or start afresh in another --out",
                     ckpt.dir.display(),
                     state.seed,
-                    state.sft
+                    state.sft,
+                    state.freeze
                 );
             }
             let policy = policy.load_record(load_record(&ckpt, "model.bin", &device)?);
@@ -238,6 +242,7 @@ where
                 last_validated: 0,
                 train_seconds: 0.0,
                 reached_stop_accuracy: false,
+                freeze: flags.freeze.clone(),
             };
             (policy, sft_optimizer::<TrainBackend, P>(&sft), state)
         }

@@ -540,7 +540,11 @@ fn video_base_resumes_to_the_same_model() {
     assert_eq!(resumed["resumed_after"], 10);
     resumed.as_object_mut().unwrap().remove("resumed_after");
     assert_eq!(resumed, full);
-    // Other settings cannot continue that run.
+    // Other settings cannot continue that run: another --freeze, another lr.
+    let mut frozen = args.clone();
+    frozen.train.freeze = vec!["visual".into()];
+    let err = recipes::video_rts::base::run(frozen).unwrap_err();
+    assert!(format!("{err:#}").contains("other settings"), "{err:#}");
     args.train.lr *= 2.0;
     let err = recipes::video_rts::base::run(args).unwrap_err();
     assert!(format!("{err:#}").contains("other settings"), "{err:#}");
