@@ -53,9 +53,18 @@ struct Args {
     tasks: Vec<String>,
     /// `pooled`: shape and colour heads score each merged token and keep the
     /// best (position-free); `flat`: one weight per token position and
-    /// feature (the first probe table). `cell` heads are always flat.
+    /// feature (the first probe table).
     #[arg(long, default_value = "pooled")]
     head: String,
+    /// The `cell` head. `flat` gets each token's position from its weights,
+    /// so it passes even when the features do not say where a token is;
+    /// `pooled` scores every token alone, so it only passes when the
+    /// target's own token knows where it lies in the image — what a language
+    /// model needs to write the box, since its rotary positions barely tell
+    /// image columns apart (the tiny models' `w` section turns by under
+    /// 0.004 rad per token).
+    #[arg(long, default_value = "flat")]
+    cell_head: String,
     /// Tower blocks (the bundled models: 2).
     #[arg(long, default_value_t = 2)]
     depth: usize,
@@ -310,12 +319,15 @@ fn main() -> Result<()> {
         .iter()
         .map(|t| Task::parse(t))
         .collect::<Result<_>>()?;
-    let flat_heads = args.head == "flat";
-    if !matches!(args.head.as_str(), "flat" | "pooled") {
-        bail!("--head must be pooled or flat, got {}", args.head);
+    for (flag, value) in [("--head", &args.head), ("--cell-head", &args.cell_head)] {
+        if !matches!(value.as_str(), "flat" | "pooled") {
+            bail!("{flag} must be pooled or flat, got {value}");
+        }
     }
-    // `cell` is about position: its head always weighs each token position.
-    let pooled = |task: Task| !flat_heads && task.label != Label::Cell;
+    let pooled = |task: Task| match task.label {
+        Label::Cell => args.cell_head == "pooled",
+        _ => args.head == "pooled",
+    };
     let mut cof = RecipeDefaults::parse_from(["chain-of-focus"])
         .recipe
         .resolve()?;

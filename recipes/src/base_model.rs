@@ -21,7 +21,7 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vlrl::grpo::checkpoint::{Checkpoint, CheckpointManager};
-use vlrl::grpo::lora::{check_module_patterns, freeze_modules};
+use vlrl::grpo::lora::check_module_patterns;
 use vlrl::grpo::policy::Policy;
 use vlrl::qwen::save::write_atomic;
 use vlrl::qwen::Qwen2VL;
@@ -87,6 +87,7 @@ impl BaseFlags {
             warmup_steps: self.warmup_steps,
             weight_decay: 0.01,
             grad_clip: 1.0,
+            freeze: self.freeze.clone(),
         }
     }
 
@@ -149,9 +150,6 @@ struct ResumeState<E> {
     /// trains no further.
     #[serde(default)]
     reached_stop_accuracy: bool,
-    /// `--freeze` of the run (absent before it existed: nothing frozen).
-    #[serde(default)]
-    freeze: Vec<String>,
 }
 
 fn record_bytes<R: burn::record::Record<TrainBackend>>(what: &str, record: R) -> Result<Vec<u8>> {
@@ -212,14 +210,14 @@ where
         Some(ckpt) if flags.resume => {
             let state: ResumeState<E> = serde_json::from_slice(ckpt.file("state.json")?)
                 .with_context(|| format!("{}: state.json", ckpt.dir.display()))?;
-            if state.sft != sft || state.seed != run.seed || state.freeze != flags.freeze {
+            // `sft` holds `--freeze` too.
+            if state.sft != sft || state.seed != run.seed {
                 bail!(
-                    "{}: written by a run with other settings (seed {}, {:?}, --freeze {:?}); \
+                    "{}: written by a run with other settings (seed {}, {:?}); \
                      resume with the same flags, or start afresh in another --out",
                     ckpt.dir.display(),
                     state.seed,
-                    state.sft,
-                    state.freeze
+                    state.sft
                 );
             }
             let policy = policy.load_record(load_record(&ckpt, "model.bin", &device)?);
@@ -242,19 +240,11 @@ where
                 last_validated: 0,
                 train_seconds: 0.0,
                 reached_stop_accuracy: false,
-                freeze: flags.freeze.clone(),
             };
             (policy, sft_optimizer::<TrainBackend, P>(&sft), state)
         }
     };
-    // After any resume: a loaded record carries no "frozen" mark.
-    let (policy, frozen) = freeze_modules(policy, &flags.freeze);
-    if frozen > 0 {
-        tracing::info!(
-            "--freeze {:?}: {frozen} parameter tensors not trained",
-            flags.freeze
-        );
-    }
+    // `train_sft_from` applies `--freeze` (part of `sft`) after any resume.
     let start_step = state.step;
     let started = Instant::now();
     let progress = indicatif::ProgressBar::new(flags.steps as u64);

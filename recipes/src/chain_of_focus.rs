@@ -661,6 +661,7 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
     };
     let mut policy = load_start()?;
     // A bad freeze pattern fails now, not after SFT and the base evaluation.
+    check_module_patterns(&policy.inner.model, "sft.freeze", &config.sft.freeze)?;
     check_module_patterns(&policy.inner.model, "grpo.freeze", &config.grpo.freeze)?;
     let eval_model = |m: &Qwen2VL<<TrainBackend as AutodiffBackend>::InnerBackend>| {
         evaluate_focus(

@@ -19,6 +19,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use vlrl::grpo::config::SamplingConfig;
 use vlrl::grpo::grads::clip_global_norm;
+use vlrl::grpo::lora::{check_module_patterns, freeze_modules};
 use vlrl::grpo::policy::{Policy, SequenceBatch};
 
 /// One training pair.
@@ -42,6 +43,11 @@ pub struct SftConfig {
     pub warmup_steps: usize,
     pub weight_decay: f32,
     pub grad_clip: f64,
+    /// Module paths not trained (`["visual"]` = the vision tower, as
+    /// LLaMA-Factory's `freeze_vision_tower` and `[grpo] freeze`): a tower
+    /// trained for perception keeps its features while the language model
+    /// learns to use them. A pattern that matches nothing is an error.
+    pub freeze: Vec<String>,
 }
 
 impl Default for SftConfig {
@@ -53,6 +59,7 @@ impl Default for SftConfig {
             warmup_steps: 20,
             weight_decay: 0.01,
             grad_clip: 1.0,
+            freeze: Vec::new(),
         }
     }
 }
@@ -148,7 +155,7 @@ pub fn sft_optimizer<B: AutodiffBackend, P: Policy<B>>(cfg: &SftConfig) -> SftOp
 /// the step, so the continuation is the run that was cut off); `on_step`
 /// also sees the optimizer, to checkpoint it.
 pub fn train_sft_from<B: AutodiffBackend, P: Policy<B>>(
-    mut policy: P,
+    policy: P,
     mut optim: SftOptimizer<B, P>,
     start_step: usize,
     cfg: &SftConfig,
@@ -156,6 +163,15 @@ pub fn train_sft_from<B: AutodiffBackend, P: Policy<B>>(
     mut next_batch: impl FnMut(usize) -> Result<Vec<SftExample<P::Extra>>>,
     mut on_step: impl FnMut(&SftStep, &P, &SftOptimizer<B, P>) -> Result<SftControl>,
 ) -> Result<(P, Vec<SftStep>)> {
+    // Every call, resumed or not: a loaded record carries no "frozen" mark.
+    check_module_patterns(&policy, "sft.freeze", &cfg.freeze)?;
+    let (mut policy, frozen) = freeze_modules(policy, &cfg.freeze);
+    if frozen > 0 {
+        tracing::info!(
+            "SFT: {frozen} parameter tensors frozen ({})",
+            cfg.freeze.join(", ")
+        );
+    }
     let sampling = SamplingConfig {
         temperature: 1.0,
         ..SamplingConfig::default()

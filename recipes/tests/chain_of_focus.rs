@@ -166,6 +166,19 @@ fn short_run_writes_outputs_and_resumes() {
     assert_eq!(lines.lines().count(), 3);
 }
 
+/// `[sft] freeze` (the same freezing `zoom-base --freeze` goes through,
+/// tested bit for bit below): a typo stops the run before the base
+/// evaluation, naming the field.
+#[test]
+fn a_sft_freeze_typo_fails_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path().join("cof"));
+    cfg.sft.freeze = vec!["visul".into()];
+    let err = format!("{:#}", run_config(&cfg, false).unwrap_err());
+    assert!(err.contains("sft.freeze") && err.contains("visul"), "{err}");
+    assert!(!dir.path().join("cof/eval-base.json").exists());
+}
+
 fn zoom_base_args(out: &std::path::Path) -> recipes::chain_of_focus::base::ZoomBaseArgs {
     use clap::Parser;
     #[derive(Parser)]
