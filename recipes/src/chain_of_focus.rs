@@ -109,17 +109,19 @@ impl Default for ChainOfFocusConfig {
         };
         grpo.optim.lr = 2e-4;
         grpo.loss.kl.placement = KlPlacement::Off;
+        grpo.loss.kl.beta = 0.0;
         grpo.sampling.max_new_tokens = 48;
+        grpo.freeze = vec!["visual".into()];
         Self {
             model: PathBuf::from("assets/zoom-tiny"),
             out: PathBuf::from("runs/chain-of-focus"),
             seed: 0,
             sizes: vec![112, 224, 336, 448],
-            target_radius: 8.0,
+            target_radius: 16.0,
             distractors_448: 40,
             shuffle_options: false,
             view_pixels: 56 * 56,
-            crop_pixels: 56 * 56,
+            crop_pixels: 112 * 112,
             box_grid: 3,
             box_space: CoordSpace::Resized,
             max_turns: 2,
@@ -131,6 +133,7 @@ impl Default for ChainOfFocusConfig {
                 steps: 250,
                 lr: 3e-3,
                 warmup_steps: 10,
+                freeze: vec!["visual".into()],
                 ..SftConfig::default()
             },
             train_size: 256,

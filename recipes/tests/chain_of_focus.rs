@@ -166,6 +166,22 @@ fn short_run_writes_outputs_and_resumes() {
     assert_eq!(lines.lines().count(), 3);
 }
 
+/// The committed config and `ChainOfFocusConfig::default()` (what library
+/// users and the tests start from) describe the same run.
+#[test]
+fn the_committed_config_is_the_default() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = recipes::chain_of_focus::ChainOfFocusArgs {
+        run: recipes::single_turn::RunFlags {
+            config: Some(root.join("recipes/configs/chain-of-focus.toml")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let committed = args.resolve().unwrap();
+    assert_eq!(committed, ChainOfFocusConfig::default());
+}
+
 /// `[sft] freeze` (the same freezing `zoom-base --freeze` goes through,
 /// tested bit for bit below): a typo stops the run before the base
 /// evaluation, naming the field.
