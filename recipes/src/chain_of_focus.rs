@@ -107,7 +107,7 @@ impl Default for ChainOfFocusConfig {
             micro_batch_size: 16,
             ..GrpoConfig::default()
         };
-        grpo.optim.lr = 2e-4;
+        grpo.optim.lr = 5e-5;
         grpo.loss.kl.placement = KlPlacement::Off;
         grpo.loss.kl.beta = 0.0;
         grpo.sampling.max_new_tokens = 48;
