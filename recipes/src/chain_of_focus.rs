@@ -43,7 +43,10 @@ use episode::{
     run_episodes, score_episode, EpisodeScore, FocusEnv, FocusExtra, FocusPolicy, FocusState,
     FocusTarget,
 };
-use task::{answer_turn_text, example_at, zoom_box_grid, zoom_turn_text, FocusExample, TaskSpec};
+use task::{
+    answer_turn_text, example_at, zoom_box_grid, zoom_turn_text, FocusExample, QuestionKind,
+    TaskSpec,
+};
 
 /// The recipe's configuration (`recipes/configs/chain-of-focus.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,6 +224,7 @@ struct Item {
     target: FocusTarget,
     size: u32,
     mode: Mode,
+    kind: QuestionKind,
 }
 
 fn build_item(
@@ -253,6 +257,7 @@ fn build_item(
         target,
         size: ex.size,
         mode,
+        kind: ex.kind,
     })
 }
 
@@ -385,10 +390,16 @@ impl Cell {
     }
 }
 
-/// Held-out results of one model: `mode → size → cell`.
+/// Held-out results of one model: `mode → size → cell`, and the same
+/// episodes by question kind (`mode → "colour" | "shape" → cell`): what a
+/// zoom adds is the attribute the first view loses, so the split shows
+/// where the gain comes from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FocusEval {
     pub cells: BTreeMap<Mode, BTreeMap<u32, Cell>>,
+    /// Absent from evaluations cached before it existed.
+    #[serde(default)]
+    pub kinds: BTreeMap<Mode, BTreeMap<String, Cell>>,
 }
 
 impl FocusEval {
@@ -405,6 +416,10 @@ impl FocusEval {
             .get(&mode)
             .and_then(|m| m.get(&size))
             .map(Cell::accuracy)
+    }
+
+    pub fn kind(&self, mode: Mode, kind: QuestionKind) -> Option<&Cell> {
+        self.kinds.get(&mode).and_then(|m| m.get(kind.name()))
     }
 }
 
@@ -477,6 +492,12 @@ fn evaluate_focus<B: Backend>(
                     .entry(mode)
                     .or_default()
                     .entry(item.size)
+                    .or_default()
+                    .add(&s);
+                eval.kinds
+                    .entry(mode)
+                    .or_default()
+                    .entry(item.kind.name().to_string())
                     .or_default()
                     .add(&s);
             }
@@ -846,6 +867,22 @@ pub fn markdown(config: &ChainOfFocusConfig, r: &FocusReport) -> String {
                 100.0 * t.box_hits as f64 / t.n.max(1) as f64,
                 t.format / t.n.max(1) as f64
             ));
+        }
+    }
+    md.push_str(
+        "\nBy question kind, all sizes (correct / asked):\n\n\
+         | model | mode | colour | shape |\n|---|---|---|---|\n",
+    );
+    for (name, e) in [("base", &r.base), ("SFT", &r.sft), ("SFT+RL", &r.rl)] {
+        for mode in [Mode::Direct, Mode::Zoom] {
+            md.push_str(&format!("| {name} | {} |", mode.label()));
+            for kind in [QuestionKind::Colour, QuestionKind::Shape] {
+                match e.kind(mode, kind) {
+                    Some(c) => md.push_str(&format!(" {}/{} |", c.correct, c.n)),
+                    None => md.push_str(" – |"),
+                }
+            }
+            md.push('\n');
         }
     }
     md.push_str(

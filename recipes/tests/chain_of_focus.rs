@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use recipes::chain_of_focus::episode::score_episode;
-use recipes::chain_of_focus::task::{example_at, TaskSpec};
+use recipes::chain_of_focus::task::{example_at, QuestionKind, TaskSpec};
 use recipes::chain_of_focus::{
     focus_target, make_env, run_config, sft_example, task_spec, ChainOfFocusConfig, Mode,
 };
@@ -139,6 +139,16 @@ fn short_run_writes_outputs_and_resumes() {
             for size in [112, 224] {
                 assert!(e.accuracy(mode, size).is_some());
             }
+            // The same episodes split by question kind.
+            let by_kind: Vec<_> = [QuestionKind::Colour, QuestionKind::Shape]
+                .into_iter()
+                .filter_map(|k| e.kind(mode, k))
+                .collect();
+            assert_eq!(by_kind.iter().map(|c| c.n).sum::<usize>(), 6, "{mode:?}");
+            assert_eq!(
+                by_kind.iter().map(|c| c.correct).sum::<usize>(),
+                e.total(mode).correct
+            );
         }
     }
     assert_eq!(report.rl_steps, 2);
@@ -153,6 +163,7 @@ fn short_run_writes_outputs_and_resumes() {
     assert!(last < 0.9 * first, "SFT loss {first} → {last}");
     let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
     assert!(md.contains("| SFT+RL | with zoom |") && md.contains("112 px"));
+    assert!(md.contains("| model | mode | colour | shape |"));
 
     // Resume one more RL step: SFT model and evaluations are read back,
     // RL continues from its step-2 checkpoint.
