@@ -23,6 +23,14 @@
 //!
 //! It never shows the protocol itself (zoom prompt → box → crop turn →
 //! answer); that stays the recipe's SFT stage.
+//!
+//! The committed `assets/zoom-tiny` is not this command's defaults alone:
+//! since stop 20 it starts from a vision tower trained by
+//! `recipes/examples/vision_probe.rs` (shape in crops, and where each image
+//! token lies, which the language model needs to write a box) and runs with
+//! `--freeze visual`; the exact commands are in docs/bundled-model.md. With
+//! the defaults (video-tiny's tower, trained along) locating stayed at the
+//! 30% box hit of a random half-image box.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
