@@ -731,7 +731,15 @@ pub fn evaluate_strategies(
             .collect()
     };
     let first = only(|r| r.first());
-    let last = only(|r| r.last());
+    // The dense baselines see `max` frames even when the schedule cannot
+    // reach it (start 12, max 16: doubling passes the maximum after the
+    // first round, so TTS answers at 12, the paper's rule), not the
+    // schedule's last round, which would then be labelled `max` but hold
+    // fewer frames.
+    let last: FramePlan = questions
+        .iter()
+        .map(|q| Ok(vec![q.clip.indices_at(&config.tts, config.tts.max)?]))
+        .collect::<Result<_>>()?;
     let k = config.tts.samples;
     let dense = config.tts.max;
     let sparse = config.tts.start;

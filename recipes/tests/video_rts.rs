@@ -152,9 +152,16 @@ fn tts_stopping_rule_on_the_model_and_the_data_path() {
     let (_, test) = datasets(&config).unwrap();
 
     config.tts.agreement = 0.0;
+    // 4 → 8, and doubling again would pass 12: TTS's last round holds 8
+    // frames, while the dense baselines are asked for 12.
+    config.tts.max = 12;
     let loose = evaluate_strategies(&model, &prompter, &test, &config, 7).unwrap();
     let tts = &loose[TTS];
     assert_eq!(tts.avg_frames, 4.0, "{tts:?}");
+    for at in [DENSE_GREEDY, DENSE_MAJORITY] {
+        assert_eq!(loose[at].avg_frames, 12.0, "{:?}", loose[at]);
+        assert!(loose[at].strategy.contains("12 frames"));
+    }
     assert_eq!(tts.early_stop_rate, 1.0, "{tts:?}");
     assert_eq!(tts.avg_samples, 3.0);
 
