@@ -70,9 +70,10 @@ pub struct BaseFlags {
     #[arg(long)]
     pub resume: bool,
     /// Module paths not trained, comma-separated (`visual` = the vision
-    /// tower, as `[sft] freeze` and `[grpo] freeze` in the recipe configs): e.g. to teach the
-    /// language model to use a tower trained elsewhere without washing out
-    /// its features. A pattern that matches no parameter is an error.
+    /// tower, as `[sft] freeze` and `[grpo] freeze` in the recipe configs):
+    /// e.g. to teach the language model to use a tower trained elsewhere
+    /// without washing out its features. A pattern that matches no
+    /// parameter is an error.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,
 }
