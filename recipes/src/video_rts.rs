@@ -724,13 +724,10 @@ pub fn evaluate_strategies(
         .iter()
         .map(|q| q.clip.rounds(&schedule))
         .collect::<Result<_>>()?;
-    let only = |pick: fn(&Vec<Vec<usize>>) -> Option<&Vec<usize>>| -> FramePlan {
-        rounds
-            .iter()
-            .map(|r| pick(r).cloned().into_iter().collect())
-            .collect()
-    };
-    let first = only(|r| r.first());
+    let first: FramePlan = rounds
+        .iter()
+        .map(|r| r.first().cloned().into_iter().collect())
+        .collect();
     // The dense baselines see `max` frames even when the schedule cannot
     // reach it (start 12, max 16: doubling passes the maximum after the
     // first round, so TTS answers at 12, the paper's rule), not the

@@ -108,7 +108,7 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         assert_eq!(
             frames(DENSE_GREEDY),
             16.0,
-            "greedy dense uses the last round"
+            "greedy dense uses tts.max frames"
         );
         assert_eq!(frames(DENSE_MAJORITY), 16.0);
         let tts = &strategies[TTS];
