@@ -829,6 +829,13 @@ pub fn run_config(config: &ChainOfFocusConfig, resume: bool) -> Result<FocusRepo
     Ok(report)
 }
 
+/// The rows of the report's tables: each model, without then with zoom.
+fn report_rows(r: &FocusReport) -> impl Iterator<Item = (&'static str, &FocusEval, Mode)> {
+    [("base", &r.base), ("SFT", &r.sft), ("SFT+RL", &r.rl)]
+        .into_iter()
+        .flat_map(|(name, e)| [Mode::Direct, Mode::Zoom].map(|mode| (name, e, mode)))
+}
+
 /// The paper's layout: accuracy per image resolution, one row per model
 /// and mode, plus mean zooms and format.
 pub fn markdown(config: &ChainOfFocusConfig, r: &FocusReport) -> String {
@@ -850,40 +857,36 @@ pub fn markdown(config: &ChainOfFocusConfig, r: &FocusReport) -> String {
     md.push_str(" overall | mean zooms | box hit | format |\n|---|---|");
     md.push_str(&"---|".repeat(config.sizes.len() + 4));
     md.push('\n');
-    for (name, e) in [("base", &r.base), ("SFT", &r.sft), ("SFT+RL", &r.rl)] {
-        for mode in [Mode::Direct, Mode::Zoom] {
-            md.push_str(&format!("| {name} | {} |", mode.label()));
-            for s in &config.sizes {
-                match e.accuracy(mode, *s) {
-                    Some(a) => md.push_str(&format!(" {:.1} |", 100.0 * a)),
-                    None => md.push_str(" – |"),
-                }
+    for (name, e, mode) in report_rows(r) {
+        md.push_str(&format!("| {name} | {} |", mode.label()));
+        for s in &config.sizes {
+            match e.accuracy(mode, *s) {
+                Some(a) => md.push_str(&format!(" {:.1} |", 100.0 * a)),
+                None => md.push_str(" – |"),
             }
-            let t = e.total(mode);
-            md.push_str(&format!(
-                " {:.1} | {:.2} | {:.1} | {:.2} |\n",
-                100.0 * t.accuracy(),
-                t.mean_zooms(),
-                100.0 * t.box_hits as f64 / t.n.max(1) as f64,
-                t.format / t.n.max(1) as f64
-            ));
         }
+        let t = e.total(mode);
+        md.push_str(&format!(
+            " {:.1} | {:.2} | {:.1} | {:.2} |\n",
+            100.0 * t.accuracy(),
+            t.mean_zooms(),
+            100.0 * t.box_hits as f64 / t.n.max(1) as f64,
+            t.format / t.n.max(1) as f64
+        ));
     }
     md.push_str(
         "\nBy question kind, all sizes (correct / asked):\n\n\
          | model | mode | colour | shape |\n|---|---|---|---|\n",
     );
-    for (name, e) in [("base", &r.base), ("SFT", &r.sft), ("SFT+RL", &r.rl)] {
-        for mode in [Mode::Direct, Mode::Zoom] {
-            md.push_str(&format!("| {name} | {} |", mode.label()));
-            for kind in [QuestionKind::Colour, QuestionKind::Shape] {
-                match e.kind(mode, kind) {
-                    Some(c) => md.push_str(&format!(" {}/{} |", c.correct, c.n)),
-                    None => md.push_str(" – |"),
-                }
+    for (name, e, mode) in report_rows(r) {
+        md.push_str(&format!("| {name} | {} |", mode.label()));
+        for kind in [QuestionKind::Colour, QuestionKind::Shape] {
+            match e.kind(mode, kind) {
+                Some(c) => md.push_str(&format!(" {}/{} |", c.correct, c.n)),
+                None => md.push_str(" – |"),
             }
-            md.push('\n');
         }
+        md.push('\n');
     }
     md.push_str(
         "\nChance is 25% (4 options). \"without zoom\": one turn on the first view; \
