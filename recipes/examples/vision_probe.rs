@@ -54,8 +54,8 @@ struct Args {
     /// `pooled`: shape and colour heads score each merged token and keep the
     /// best (position-free); `flat`: one weight per token position and
     /// feature (the first probe table).
-    #[arg(long, default_value = "pooled")]
-    head: String,
+    #[arg(long, value_enum, default_value_t = Head::Pooled)]
+    head: Head,
     /// The `cell` head. `flat` gets each token's position from its weights,
     /// so it passes even when the features do not say where a token is;
     /// `pooled` scores every token alone, so it only passes when the
@@ -63,8 +63,8 @@ struct Args {
     /// model needs to write the box, since its rotary positions barely tell
     /// image columns apart (the tiny models' `w` section turns by under
     /// 0.004 rad per token).
-    #[arg(long, default_value = "flat")]
-    cell_head: String,
+    #[arg(long, value_enum, default_value_t = Head::Flat)]
+    cell_head: Head,
     /// Tower blocks (the bundled models: 2).
     #[arg(long, default_value_t = 2)]
     depth: usize,
@@ -87,6 +87,7 @@ struct Args {
     /// Image sides, comma-separated (default: the recipe's).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<u32>>,
+    /// Held-out accuracy every this many steps (0 = only at the end).
     #[arg(long, default_value_t = 200)]
     eval_every: usize,
     #[arg(long, default_value_t = 256)]
@@ -116,6 +117,13 @@ struct Args {
 struct RecipeDefaults {
     #[command(flatten)]
     recipe: ChainOfFocusArgs,
+}
+
+/// How a task's linear head reads the merged tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Head {
+    Pooled,
+    Flat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,14 +327,9 @@ fn main() -> Result<()> {
         .iter()
         .map(|t| Task::parse(t))
         .collect::<Result<_>>()?;
-    for (flag, value) in [("--head", &args.head), ("--cell-head", &args.cell_head)] {
-        if !matches!(value.as_str(), "flat" | "pooled") {
-            bail!("{flag} must be pooled or flat, got {value}");
-        }
-    }
     let pooled = |task: Task| match task.label {
-        Label::Cell => args.cell_head == "pooled",
-        _ => args.head == "pooled",
+        Label::Cell => args.cell_head == Head::Pooled,
+        _ => args.head == Head::Pooled,
     };
     let mut cof = RecipeDefaults::parse_from(["chain-of-focus"])
         .recipe
@@ -389,7 +392,7 @@ fn main() -> Result<()> {
             let tokens = held(t.view)
                 .first()
                 .map_or(0, |i| i.grid.iter().product::<usize>())
-                / 4;
+                / vc.spatial_merge_size.pow(2);
             let classes = match t.label {
                 Label::Colour => NAMED_COLORS.len(),
                 Label::Shape => Shape::ALL.len(),
@@ -441,7 +444,7 @@ fn main() -> Result<()> {
         recent.push(loss.clone().into_scalar());
         let grads = GradientsParams::from_grads(loss.backward(), &probe);
         probe = optim.step(args.lr, probe, grads);
-        if step % args.eval_every == 0 || step == args.steps {
+        if (args.eval_every > 0 && step % args.eval_every == 0) || step == args.steps {
             let mean = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
             recent.clear();
             let valid = probe.valid();
