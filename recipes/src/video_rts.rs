@@ -38,7 +38,7 @@ use crate::eval::ChoiceTarget;
 use crate::policy::{second_per_grid_ts, stack_vision_routed, PromptVision, VisionExtra};
 use crate::single_turn::{set_from, train_stage, Checkpoint, EvalBackend, RunFlags, StageOptions};
 use events::{EventsConfig, Scene, VideoEvents};
-use tts::{AnswerSampler, Decision, Request, StopRule};
+use tts::{AnswerSampler, Decision, LastRound, Request, StopRule};
 
 /// Sparse-to-dense test-time scaling settings (paper values in comments).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,6 +69,9 @@ pub struct TtsConfig {
     pub top_p: f64,
     pub top_p_step: f64,
     pub top_p_min: f64,
+    /// How the last round answers: `majority` of its samples (the paper)
+    /// or one `greedy` answer (docs/video-rts.md, stop 21).
+    pub last_round: LastRound,
 }
 
 impl Default for TtsConfig {
@@ -86,6 +89,7 @@ impl Default for TtsConfig {
             top_p: 0.9,
             top_p_step: 0.1,
             top_p_min: 0.5,
+            last_round: LastRound::Majority,
         }
     }
 }
@@ -230,6 +234,9 @@ pub struct VideoRtsArgs {
     /// Answers drawn per TTS round.
     #[arg(long)]
     pub tts_samples: Option<usize>,
+    /// How the TTS schedule's last round answers.
+    #[arg(long, value_enum)]
+    pub tts_last_round: Option<LastRound>,
     /// Write the synthetic clips of this config as a dataset folder
     /// (`data.jsonl` + frame folders, readable by `--data`) and exit.
     #[arg(long)]
@@ -254,6 +261,7 @@ impl VideoRtsArgs {
         set_from(&mut c.tts.start, &self.tts_start);
         set_from(&mut c.tts.max, &self.tts_max);
         set_from(&mut c.tts.samples, &self.tts_samples);
+        set_from(&mut c.tts.last_round, &self.tts_last_round);
         set_from(&mut c.grpo.total_steps, &self.steps);
         set_from(&mut c.grpo.prompts_per_step, &self.prompts_per_step);
         if self.data.is_some() {
@@ -502,8 +510,8 @@ fn generate_texts(
 }
 
 /// The model behind [`AnswerSampler`]: each request's question is prompted
-/// with its round's frames and answered `samples` times (greedy when
-/// `greedy`), batched over requests.
+/// with its round's frames and answered `samples` times (once, greedily, for
+/// a greedy request), batched over requests.
 struct ModelSampler<'a> {
     model: &'a Qwen2VL<EvalBackend>,
     prompter: &'a VideoPrompter<'a>,
@@ -511,66 +519,76 @@ struct ModelSampler<'a> {
     /// Frame indices per question and round.
     rounds: &'a [Vec<Vec<usize>>],
     tts: &'a TtsConfig,
-    greedy: bool,
     max_new_tokens: usize,
     batch_size: usize,
     seed: u64,
     calls: u64,
 }
 
+impl ModelSampler<'_> {
+    fn prompt(&self, r: &Request) -> Result<Prompt<VisionExtra>> {
+        let indices = self
+            .rounds
+            .get(r.item)
+            .and_then(|rs| rs.get(r.round))
+            .context("request outside the schedule")?;
+        let question = self
+            .questions
+            .get(r.item)
+            .context("request for an unknown question")?;
+        self.prompter.prompt(question, indices)
+    }
+}
+
 impl AnswerSampler for ModelSampler<'_> {
     fn sample(&mut self, requests: &[Request]) -> Result<Vec<Vec<String>>> {
-        let samples = if self.greedy { 1 } else { self.tts.samples };
-        let mut out = vec![Vec::with_capacity(samples); requests.len()];
+        let mut out = vec![Vec::new(); requests.len()];
         let t = self.model.tokens();
         let mut stop = self.prompter.ckpt.stop.clone();
         stop.sort_unstable();
         stop.dedup();
-        for (c, chunk) in requests.chunks(self.batch_size.max(1)).enumerate() {
-            let prompts = chunk
-                .iter()
-                .map(|r| {
-                    let indices = self
-                        .rounds
-                        .get(r.item)
-                        .and_then(|rs| rs.get(r.round))
-                        .context("request outside the schedule")?;
-                    let question = self
-                        .questions
-                        .get(r.item)
-                        .context("request for an unknown question")?;
-                    self.prompter.prompt(question, indices)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for s in 0..samples {
-                let (temperature, top_p) = if self.greedy {
-                    (0.0, None)
-                } else {
-                    self.tts.sample_params(s)
-                };
-                let seed =
-                    TrainRng::derive(self.seed, (self.calls << 32) ^ ((c as u64) << 8) ^ s as u64)
-                        .next_u64();
-                let params = SamplingParams {
-                    max_new_tokens: self.max_new_tokens,
-                    temperature,
-                    top_p,
-                    stop_tokens: stop.clone(),
-                    suppress_tokens: vec![t.image_token_id, t.video_token_id],
-                    seed,
-                    ..Default::default()
-                };
-                let texts = generate_texts(self.model, self.prompter.ckpt, &prompts, &params)?;
-                if let (Some(r), Some(text)) = (chunk.first(), texts.first()) {
-                    tracing::debug!(
-                        "question {} at {} frames, sample {s}: {text:?}",
-                        r.item,
-                        r.nframes
-                    );
-                }
-                let first = c * self.batch_size.max(1);
-                for (slot, text) in out.iter_mut().skip(first).zip(texts) {
-                    slot.push(text);
+        // Sampled and greedy requests go in separate batches (a call mixes
+        // them when questions' last rounds differ); a call of one kind
+        // batches, and seeds, exactly as before greedy requests existed.
+        for greedy in [false, true] {
+            let picked: Vec<usize> = (0..requests.len())
+                .filter(|&i| requests[i].greedy == greedy)
+                .collect();
+            let samples = if greedy { 1 } else { self.tts.samples };
+            for (c, chunk) in picked.chunks(self.batch_size.max(1)).enumerate() {
+                let prompts = chunk
+                    .iter()
+                    .map(|&i| self.prompt(&requests[i]))
+                    .collect::<Result<Vec<_>>>()?;
+                for s in 0..samples {
+                    let (temperature, top_p) = if greedy {
+                        (0.0, None)
+                    } else {
+                        self.tts.sample_params(s)
+                    };
+                    let seed = TrainRng::derive(
+                        self.seed,
+                        (self.calls << 32) ^ ((c as u64) << 8) ^ s as u64,
+                    )
+                    .next_u64();
+                    let params = SamplingParams {
+                        max_new_tokens: self.max_new_tokens,
+                        temperature,
+                        top_p,
+                        stop_tokens: stop.clone(),
+                        suppress_tokens: vec![t.image_token_id, t.video_token_id],
+                        seed,
+                        ..Default::default()
+                    };
+                    let texts = generate_texts(self.model, self.prompter.ckpt, &prompts, &params)?;
+                    for (&i, text) in chunk.iter().zip(texts) {
+                        tracing::debug!(
+                            "question {} at {} frames, sample {s}: {text:?}",
+                            requests[i].item,
+                            requests[i].nframes
+                        );
+                        out[i].push(text);
+                    }
                 }
             }
         }
@@ -607,6 +625,15 @@ pub struct StrategyResult {
     /// Absent from reports written before stop 18, hence the default.
     #[serde(default)]
     pub correct: Vec<bool>,
+    /// Each question's normalized answers in the round that decided it (in
+    /// question order): how sure the model was, not only whether it was
+    /// right, so that other stopping rules can be read off a report.
+    /// Absent from reports written before stop 21.
+    #[serde(default)]
+    pub answers: Vec<Vec<String>>,
+    /// Frames of each question's deciding round (question order).
+    #[serde(default)]
+    pub frames: Vec<usize>,
 }
 
 /// Positions in [`evaluate_strategies`]' output; each rule of
@@ -667,6 +694,8 @@ pub fn summarize(
         strategy: strategy.to_string(),
         n: decisions.len(),
         correct: vec![false; questions.len()],
+        answers: vec![Vec::new(); questions.len()],
+        frames: vec![0; questions.len()],
         ..Default::default()
     };
     for d in decisions {
@@ -677,6 +706,12 @@ pub fn summarize(
         let ok = accuracy >= 0.999;
         if let Some(slot) = r.correct.get_mut(d.item) {
             *slot = ok;
+        }
+        if let Some(slot) = r.answers.get_mut(d.item) {
+            slot.clone_from(&d.answers);
+        }
+        if let Some(slot) = r.frames.get_mut(d.item) {
+            *slot = d.nframes;
         }
         r.accuracy += f64::from(u8::from(ok));
         r.format += format;
@@ -747,20 +782,23 @@ pub fn evaluate_strategies(
             format!("≥ {:.0}% agree", 100.0 * a)
         }
     };
-    // (name, frames per round, greedy, agreement to stop)
-    let mut plans: Vec<(String, &FramePlan, bool, f64)> = vec![
-        (
-            format!("greedy, {sparse} frames (sparse)"),
-            &first,
-            true,
-            1.0,
-        ),
-        (format!("greedy, {dense} frames (dense)"), &last, true, 1.0),
+    // A one-round plan under the greedy last-round rule is greedy decoding.
+    let greedy = StopRule {
+        agreement: 1.0,
+        last_round: LastRound::Greedy,
+    };
+    let last_round = match config.tts.last_round {
+        LastRound::Majority => "",
+        LastRound::Greedy => ", last round greedy",
+    };
+    // (name, frames per round, rule)
+    let mut plans: Vec<(String, &FramePlan, StopRule)> = vec![
+        (format!("greedy, {sparse} frames (sparse)"), &first, greedy),
+        (format!("greedy, {dense} frames (dense)"), &last, greedy),
         (
             format!("majority of {k}, {dense} frames (dense)"),
             &last,
-            false,
-            1.0,
+            StopRule::paper(1.0),
         ),
     ];
     for a in
@@ -768,23 +806,24 @@ pub fn evaluate_strategies(
     {
         plans.push((
             format!(
-                "sparse-to-dense TTS, {sparse}→{dense} frames, {k} samples, stop when {}",
+                "sparse-to-dense TTS, {sparse}→{dense} frames, {k} samples, stop when {}{last_round}",
                 agree(a)
             ),
             &rounds,
-            false,
-            a,
+            StopRule {
+                agreement: a,
+                last_round: config.tts.last_round,
+            },
         ));
     }
     let mut out = Vec::new();
-    for (i, (name, plan, greedy, agreement)) in plans.into_iter().enumerate() {
+    for (i, (name, plan, rule)) in plans.into_iter().enumerate() {
         // The TTS rows share one seed: their first rounds draw the same
         // answers, so they differ only by the stopping rule there.
         let seed = config.seed ^ label.wrapping_mul(0x9E37) ^ ((i.min(3) as u64) << 40);
         let strategy = Strategy {
             name: &name,
-            greedy,
-            agreement,
+            rule,
             seed,
         };
         out.push(run_strategy(
@@ -797,10 +836,7 @@ pub fn evaluate_strategies(
 /// One answering strategy of the report.
 struct Strategy<'a> {
     name: &'a str,
-    /// One greedy answer per round (else `tts.samples` sampled answers).
-    greedy: bool,
-    /// Share of agreeing answers that stops a question's rounds.
-    agreement: f64,
+    rule: StopRule,
     seed: u64,
 }
 
@@ -820,7 +856,6 @@ fn run_strategy(
         questions,
         rounds: plan,
         tts: &config.tts,
-        greedy: strategy.greedy,
         max_new_tokens: config.eval_max_new_tokens,
         batch_size: config.eval_batch_size,
         seed: strategy.seed,
@@ -830,10 +865,7 @@ fn run_strategy(
         .iter()
         .map(|r| r.iter().map(Vec::len).collect())
         .collect();
-    let rule = StopRule {
-        agreement: strategy.agreement,
-    };
-    let decisions = tts::run(&counts, rule, &mut sampler)?;
+    let decisions = tts::run(&counts, strategy.rule, &mut sampler)?;
     let result = summarize(strategy.name, questions, &decisions)?;
     tracing::info!(
         "{}: accuracy {:.1}%, {:.1} frames on average ({:.0} s)",
@@ -860,8 +892,10 @@ pub fn greedy_at(
     let name = format!("greedy, {frames} frames");
     let strategy = Strategy {
         name: &name,
-        greedy: true,
-        agreement: 1.0,
+        rule: StopRule {
+            agreement: 1.0,
+            last_round: LastRound::Greedy,
+        },
         seed: config.seed,
     };
     run_strategy(model, prompter, questions, config, &plan, &strategy)
@@ -920,6 +954,7 @@ pub fn run(args: VideoRtsArgs) -> Result<()> {
     let rl = evaluate_strategies(&outcome.model.valid(), &prompter, &test, &config, 2)?;
     write_report(
         &config,
+        &test,
         &base,
         &rl,
         &outcome.history,
@@ -974,6 +1009,7 @@ fn tts_against_dense(
 
 fn write_report(
     config: &VideoRtsConfig,
+    questions: &[Question],
     base: &[StrategyResult],
     rl: &[StrategyResult],
     history: &[vlrl::grpo::metrics::StepMetrics],
@@ -1063,6 +1099,11 @@ fn write_report(
         "seconds": seconds,
         "steps": history.len(),
         "seed": config.seed,
+        // What each per-question list of the strategies refers to.
+        "questions": questions
+            .iter()
+            .map(|q| serde_json::json!({"group": q.group, "answer": q.target.answer}))
+            .collect::<Vec<_>>(),
     });
     let md_path = crate::single_turn::write_report(&config.out, &md, &json)?;
     if let (Some(b), Some(r)) = (base.get(TTS), rl.get(TTS)) {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use burn::module::AutodiffModule;
 use recipes::single_turn::{Checkpoint, RunFlags};
+use recipes::video_rts::tts::LastRound;
 use recipes::video_rts::{
     datasets, evaluate_strategies, run, VideoPrompter, VideoRtsArgs, VideoRtsConfig, DENSE_GREEDY,
     DENSE_MAJORITY, SPARSE_GREEDY, TTS,
@@ -121,8 +122,34 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         let relaxed = &strategies[TTS + 1];
         let at_start = |s: &serde_json::Value| s["frames_histogram"]["4"].as_u64().unwrap_or(0);
         assert!(at_start(relaxed) >= at_start(tts), "{relaxed} vs {tts}");
+        let questions = eval["questions"].as_array().unwrap();
+        assert_eq!(questions.len(), 6);
         for s in strategies {
             assert_eq!(s["n"], 6);
+            // Per question: the deciding round's answers and frames, whose
+            // majority is what `correct` scored.
+            let answers = s["answers"].as_array().unwrap();
+            let per_question_frames = s["frames"].as_array().unwrap();
+            assert_eq!((answers.len(), per_question_frames.len()), (6, 6), "{s}");
+            for (i, votes) in answers.iter().enumerate() {
+                let votes: Vec<String> = votes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                assert!(!votes.is_empty(), "{s}");
+                let (top, _, _) = recipes::video_rts::tts::majority(&votes).unwrap();
+                // (A completion cut off before `<answer>` votes "No answer
+                // found", and the verifier then reads the letter, as R1-V's
+                // does, from the whole text.)
+                if top.len() == 1 {
+                    let right = top == questions[i]["answer"].as_str().unwrap();
+                    assert_eq!(s["correct"][i].as_bool(), Some(right), "question {i}: {s}");
+                }
+                let f = per_question_frames[i].as_u64().unwrap();
+                assert!(s["frames_histogram"][f.to_string()].as_u64().unwrap() >= 1);
+            }
             let correct = s["correct"].as_array().unwrap();
             assert_eq!(correct.len(), 6);
             let right = correct.iter().filter(|c| c.as_bool().unwrap()).count();
@@ -201,6 +228,54 @@ fn tts_stopping_rule_on_the_model_and_the_data_path() {
     assert_eq!(a.ids.iter().filter(|&&t| t == video_pad).count(), 2 * 4);
     assert!(!a.ids.contains(&image_pad));
     assert_eq!(a.extra.grid_thw, vec![[2, 4, 4]]);
+}
+
+/// With `last_round = "greedy"`, a question the sparse rounds could not
+/// settle is answered once, greedily, on the dense round's frames: as fixed
+/// dense greedy decoding answers it (same frames, same decoding).
+#[test]
+fn a_greedy_last_round_answers_like_dense_greedy() {
+    let mut config = toy_config();
+    config.test_size = 9;
+    config.tts.extra_agreements.clear();
+    config.tts.last_round = LastRound::Greedy;
+    // Whole answers (the toy budget of 24 tokens stops before `<answer>`,
+    // and "No answer found" then agrees with itself at once).
+    config.eval_max_new_tokens = 56;
+    let ckpt = Checkpoint::open(&config.model).unwrap();
+    let prompter = VideoPrompter::new(&ckpt, &config);
+    let model = ckpt.load().unwrap().valid();
+    let (_, test) = datasets(&config).unwrap();
+    let r = evaluate_strategies(&model, &prompter, &test, &config, 3).unwrap();
+    let (tts, dense) = (&r[TTS], &r[DENSE_GREEDY]);
+    assert!(
+        tts.strategy.contains("last round greedy"),
+        "{}",
+        tts.strategy
+    );
+    let mut at_last = 0;
+    for i in 0..test.len() {
+        if tts.frames[i] == config.tts.max {
+            at_last += 1;
+            assert_eq!(tts.answers[i].len(), 1, "one greedy answer: {tts:?}");
+            assert_eq!(tts.answers[i], dense.answers[i], "question {i}");
+            assert_eq!(tts.correct[i], dense.correct[i]);
+        } else {
+            assert_eq!(tts.answers[i].len(), config.tts.samples);
+        }
+    }
+    // 3 samples at 4 and 8 frames from a model that reads 4 frames poorly:
+    // some questions reach the last round.
+    assert!(at_last > 0, "{tts:?}");
+    let samples = tts.avg_samples * test.len() as f64;
+    let expected: usize = (0..test.len())
+        .map(|i| match tts.frames[i] {
+            4 => 3,
+            8 => 6,
+            _ => 7,
+        })
+        .sum();
+    assert_eq!(samples.round() as usize, expected, "{tts:?}");
 }
 
 /// Patches go to images or videos by the placeholder run they fill, in

@@ -24,24 +24,53 @@ pub struct Request {
     pub item: usize,
     pub round: usize,
     pub nframes: usize,
+    /// Answer once, greedily, instead of drawing the round's samples.
+    pub greedy: bool,
 }
 
 /// Produces the completions of a round.
 pub trait AnswerSampler {
     /// For each request, the decoded completions of its answer samples
-    /// (`samples` of them; the paper: 5 runs at rising temperature).
+    /// (`samples` of them; the paper: 5 runs at rising temperature), or the
+    /// one greedy completion of a `greedy` request.
     fn sample(&mut self, requests: &[Request]) -> Result<Vec<Vec<String>>>;
 }
 
-/// When a round's answers count as agreeing.
+/// How a question's last round answers, once no denser round is left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LastRound {
+    /// The majority of the round's samples, like every other round (the
+    /// paper).
+    #[default]
+    Majority,
+    /// One greedy answer: the samples of the earlier rounds only decide
+    /// whether to look at more frames, and a question they could not settle
+    /// is answered as fixed dense sampling would answer it. Where sampled
+    /// answers are noisier than the greedy one (a small model at
+    /// temperature 1), this keeps that noise out of the final answer.
+    Greedy,
+}
+
+/// When a round's answers count as agreeing, and how the last round
+/// answers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StopRule {
     /// Fraction of the samples that must give the majority answer; 1.0 =
     /// all of them (the paper: "unique_answers == 1").
     pub agreement: f64,
+    pub last_round: LastRound,
 }
 
 impl StopRule {
+    /// `agreement` with the paper's last round (the majority of its samples).
+    pub fn paper(agreement: f64) -> Self {
+        Self {
+            agreement,
+            last_round: LastRound::Majority,
+        }
+    }
+
     /// Whether the majority answer has at least `ceil(agreement · n)` votes.
     pub fn agrees(&self, votes: usize, n: usize) -> bool {
         if n == 0 {
@@ -138,6 +167,7 @@ pub fn run(
                 item,
                 round,
                 nframes: r[round],
+                greedy: rule.last_round == LastRound::Greedy && round + 1 == r.len(),
             })
             .collect();
         if requests.is_empty() {
@@ -202,7 +232,14 @@ mod tests {
             Ok(requests
                 .iter()
                 .map(|r| {
-                    self.script[r.item][r.round]
+                    let answers = &self.script[r.item][r.round];
+                    // A greedy request answers once: the script's last entry.
+                    let answers = if r.greedy {
+                        &answers[answers.len() - 1..]
+                    } else {
+                        &answers[..]
+                    };
+                    answers
                         .iter()
                         .map(|a| format!("<think>x</think><answer>{a}</answer>"))
                         .collect()
@@ -229,7 +266,7 @@ mod tests {
             calls: Vec::new(),
         };
         let rounds = vec![vec![4, 8, 16]; 3];
-        let d = run(&rounds, StopRule { agreement: 1.0 }, &mut s).unwrap();
+        let d = run(&rounds, StopRule::paper(1.0), &mut s).unwrap();
         assert_eq!(
             (d[0].round, d[0].nframes, d[0].majority.as_str()),
             (0, 4, "A")
@@ -259,12 +296,58 @@ mod tests {
     }
 
     #[test]
+    fn a_greedy_last_round_answers_once() {
+        let script = || {
+            vec![
+                // agrees at once: the greedy last round is never asked
+                vec![vec!["A", "A", "A"], vec!["B", "B", "C"]],
+                // disagrees: the last round's majority is B, its greedy C
+                vec![vec!["A", "B", "A"], vec!["B", "B", "C"]],
+            ]
+        };
+        let rule = StopRule {
+            agreement: 1.0,
+            last_round: LastRound::Greedy,
+        };
+        let mut s = Scripted {
+            script: script(),
+            calls: Vec::new(),
+        };
+        let d = run(&[vec![4, 8], vec![4, 8]], rule, &mut s).unwrap();
+        assert_eq!((d[0].round, d[0].majority.as_str()), (0, "A"));
+        assert_eq!((d[1].round, d[1].majority.as_str()), (1, "C"));
+        assert_eq!(d[1].answers, vec!["C".to_string()]);
+        assert_eq!(d[1].samples_drawn, 4);
+        assert!(!d[1].agreed);
+        let greedy: Vec<Vec<bool>> = s
+            .calls
+            .iter()
+            .map(|c| c.iter().map(|r| r.greedy).collect())
+            .collect();
+        assert_eq!(greedy, vec![vec![false, false], vec![true]]);
+        // the paper's rule takes the last round's majority
+        let mut s = Scripted {
+            script: script(),
+            calls: Vec::new(),
+        };
+        let d = run(&[vec![4, 8], vec![4, 8]], StopRule::paper(1.0), &mut s).unwrap();
+        assert_eq!((d[1].majority.as_str(), d[1].samples_drawn), ("B", 6));
+        // a one-round schedule under the greedy rule is greedy decoding
+        let mut s = Scripted {
+            script: vec![vec![vec!["A", "D"]]],
+            calls: Vec::new(),
+        };
+        let d = run(&[vec![16]], rule, &mut s).unwrap();
+        assert_eq!((d[0].majority.as_str(), d[0].samples_drawn), ("D", 1));
+    }
+
+    #[test]
     fn majority_threshold_and_ties() {
-        let rule = StopRule { agreement: 0.6 };
+        let rule = StopRule::paper(0.6);
         assert!(rule.agrees(3, 5));
         assert!(!rule.agrees(2, 5));
-        assert!(StopRule { agreement: 1.0 }.agrees(5, 5));
-        assert!(!StopRule { agreement: 1.0 }.agrees(4, 5));
+        assert!(StopRule::paper(1.0).agrees(5, 5));
+        assert!(!StopRule::paper(1.0).agrees(4, 5));
         let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         // a tie goes to the answer seen first
         assert_eq!(
@@ -286,9 +369,9 @@ mod tests {
             script: vec![vec![vec!["", ""], vec!["A", "A"]]],
             calls: Vec::new(),
         };
-        let d = run(&[vec![2, 4]], StopRule { agreement: 1.0 }, &mut s).unwrap();
+        let d = run(&[vec![2, 4]], StopRule::paper(1.0), &mut s).unwrap();
         assert_eq!(d[0].round, 0);
-        assert!(run(&[vec![]], StopRule { agreement: 1.0 }, &mut s).is_err());
+        assert!(run(&[vec![]], StopRule::paper(1.0), &mut s).is_err());
     }
 
     #[test]
@@ -300,12 +383,7 @@ mod tests {
             ],
             calls: Vec::new(),
         };
-        let d = run(
-            &[vec![2], vec![2, 4, 6]],
-            StopRule { agreement: 1.0 },
-            &mut s,
-        )
-        .unwrap();
+        let d = run(&[vec![2], vec![2, 4, 6]], StopRule::paper(1.0), &mut s).unwrap();
         assert_eq!((d[0].round, d[0].nframes), (0, 2));
         assert!(!d[0].agreed);
         assert_eq!((d[1].round, d[1].nframes, d[1].agreed), (2, 6, false));
