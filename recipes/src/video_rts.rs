@@ -782,11 +782,7 @@ pub fn evaluate_strategies(
             format!("≥ {:.0}% agree", 100.0 * a)
         }
     };
-    // A one-round plan under the greedy last-round rule is greedy decoding.
-    let greedy = StopRule {
-        agreement: 1.0,
-        last_round: LastRound::Greedy,
-    };
+    let greedy = StopRule::greedy();
     let last_round = match config.tts.last_round {
         LastRound::Majority => "",
         LastRound::Greedy => ", last round greedy",
@@ -892,10 +888,7 @@ pub fn greedy_at(
     let name = format!("greedy, {frames} frames");
     let strategy = Strategy {
         name: &name,
-        rule: StopRule {
-            agreement: 1.0,
-            last_round: LastRound::Greedy,
-        },
+        rule: StopRule::greedy(),
         seed: config.seed,
     };
     run_strategy(model, prompter, questions, config, &plan, &strategy)

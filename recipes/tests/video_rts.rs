@@ -21,19 +21,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The shipped config, shrunk.
+/// The shipped config, shrunk. Each edit must find its line, so that a
+/// change to the shipped config cannot silently leave the toy at full size.
 fn toy_config_text() -> String {
-    std::fs::read_to_string(root().join("recipes/configs/video-rts.toml"))
-        .unwrap()
-        .replace("eval_max_new_tokens = 56", "eval_max_new_tokens = 24")
-        .replace("max_new_tokens = 56", "max_new_tokens = 24")
-        .replace("samples = 5", "samples = 3")
+    let mut text = std::fs::read_to_string(root().join("recipes/configs/video-rts.toml")).unwrap();
+    for (from, to) in [
+        ("eval_max_new_tokens = 56", "eval_max_new_tokens = 24"),
+        ("\nmax_new_tokens = 56", "\nmax_new_tokens = 24"),
+        ("\nsamples = 8 ", "\nsamples = 3 "),
         // Two doublings (4 → 8 → 16) exercise more of the schedule.
-        .replace("start = 8 ", "start = 4 ")
-        .replace("prompts_per_step = 8", "prompts_per_step = 2")
-        .replace("group_size = 8", "group_size = 4")
-        .replace("mini_batch_size = 64", "mini_batch_size = 8")
-        .replace("micro_batch_size = 32", "micro_batch_size = 8")
+        ("\nstart = 8 ", "\nstart = 4 "),
+        ("prompts_per_step = 8", "prompts_per_step = 2"),
+        ("group_size = 8", "group_size = 4"),
+        ("mini_batch_size = 64", "mini_batch_size = 8"),
+        ("micro_batch_size = 32", "micro_batch_size = 8"),
+    ] {
+        assert!(text.contains(from), "the shipped config has no `{from}`");
+        text = text.replace(from, to);
+    }
+    text
 }
 
 fn toy_config() -> VideoRtsConfig {

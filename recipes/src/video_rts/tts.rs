@@ -71,6 +71,14 @@ impl StopRule {
         }
     }
 
+    /// On a one-round schedule: greedy decoding, one answer per question.
+    pub fn greedy() -> Self {
+        Self {
+            agreement: 1.0,
+            last_round: LastRound::Greedy,
+        }
+    }
+
     /// Whether the majority answer has at least `ceil(agreement · n)` votes.
     pub fn agrees(&self, votes: usize, n: usize) -> bool {
         if n == 0 {
@@ -337,7 +345,7 @@ mod tests {
             script: vec![vec![vec!["A", "D"]]],
             calls: Vec::new(),
         };
-        let d = run(&[vec![16]], rule, &mut s).unwrap();
+        let d = run(&[vec![16]], StopRule::greedy(), &mut s).unwrap();
         assert_eq!((d[0].majority.as_str(), d[0].samples_drawn), ("D", 1));
     }
 
