@@ -2,7 +2,8 @@
 //! answer each question with few frames first, drawing several answers; if
 //! they agree, stop; otherwise retry the unsolved questions with the next
 //! (denser) frame count of the schedule, up to the maximum, where the
-//! majority vote is accepted whatever the agreement.
+//! majority vote is accepted whatever the agreement ([`LastRound::Majority`];
+//! or, with [`LastRound::Greedy`], the question is answered once, greedily).
 //!
 //! The loop is independent of the model: an [`AnswerSampler`] turns
 //! `(question, round)` requests into completion texts, so the stopping rule
