@@ -76,7 +76,7 @@ fn video_rts_runs_end_to_end_and_writes_its_report() {
         "{report}"
     );
     // Two paired comparisons (dense greedy, dense majority) per model and
-    // TTS rule (the paper's and the relaxed one).
+    // TTS rule (the configured one and the relaxed one).
     let paired = report
         .split("## TTS against fixed dense frames")
         .nth(1)
