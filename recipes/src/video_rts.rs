@@ -641,7 +641,8 @@ pub struct StrategyResult {
 pub const SPARSE_GREEDY: usize = 0;
 pub const DENSE_GREEDY: usize = 1;
 pub const DENSE_MAJORITY: usize = 2;
-/// Sparse-to-dense TTS with the configured (the paper's) stopping rule.
+/// Sparse-to-dense TTS with the configured stopping rule (`tts.agreement`,
+/// `tts.last_round`).
 pub const TTS: usize = 3;
 
 /// `a − b` over the same questions: the accuracy difference, its paired
@@ -972,7 +973,7 @@ fn tts_against_dense(
     );
     let majority = format!("majority of {}", config.tts.samples);
     for (model, results) in [("base", base), ("GRPO (vlrl)", rl)] {
-        // The paper's rule first, then each of `extra_agreements`.
+        // The configured rule first, then each of `extra_agreements`.
         for tts in results.iter().skip(TTS) {
             let rule = tts
                 .strategy

@@ -23,10 +23,12 @@ fn root() -> PathBuf {
 
 /// The shipped config, shrunk. Each edit must find its line, so that a
 /// change to the shipped config cannot silently leave the toy at full size.
+/// Evaluation keeps the shipped answer budget (56 tokens hold the longest
+/// trace): with less, answers stop before `<answer>`, and TTS would only
+/// count "No answer found" agreeing with itself.
 fn toy_config_text() -> String {
     let mut text = std::fs::read_to_string(root().join("recipes/configs/video-rts.toml")).unwrap();
     for (from, to) in [
-        ("eval_max_new_tokens = 56", "eval_max_new_tokens = 24"),
         ("\nmax_new_tokens = 56", "\nmax_new_tokens = 24"),
         ("\nsamples = 8 ", "\nsamples = 3 "),
         // Two doublings (4 → 8 → 16) exercise more of the schedule.
@@ -54,13 +56,7 @@ fn toy_config() -> VideoRtsConfig {
 fn video_rts_runs_end_to_end_and_writes_its_report() {
     let out = tempfile::tempdir().unwrap();
     let config = out.path().join("video-rts.toml");
-    // Whole evaluation answers (24 tokens stop before `<answer>`, and the
-    // TTS rows would then only count "No answer found" agreeing with itself).
-    std::fs::write(
-        &config,
-        toy_config_text().replace("eval_max_new_tokens = 24", "eval_max_new_tokens = 56"),
-    )
-    .unwrap();
+    std::fs::write(&config, toy_config_text()).unwrap();
     let run_dir = out.path().join("run");
     let args = VideoRtsArgs {
         run: RunFlags {
@@ -250,9 +246,6 @@ fn a_greedy_last_round_answers_like_dense_greedy() {
     config.test_size = 9;
     config.tts.extra_agreements.clear();
     config.tts.last_round = LastRound::Greedy;
-    // Whole answers (the toy budget of 24 tokens stops before `<answer>`,
-    // and "No answer found" then agrees with itself at once).
-    config.eval_max_new_tokens = 56;
     let ckpt = Checkpoint::open(&config.model).unwrap();
     let prompter = VideoPrompter::new(&ckpt, &config);
     let model = ckpt.load().unwrap().valid();
@@ -418,7 +411,9 @@ fn video_rts_runs_on_qwen2_5_vl() {
     let config = out.path().join("video-rts.toml");
     std::fs::write(
         &config,
-        toy_config_text().replace("max_new_tokens = 24", "max_new_tokens = 6"),
+        toy_config_text()
+            .replace("max_new_tokens = 24", "max_new_tokens = 6")
+            .replace("eval_max_new_tokens = 56", "eval_max_new_tokens = 6"),
     )
     .unwrap();
     let run_dir = out.path().join("run");
