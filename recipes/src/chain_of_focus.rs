@@ -874,13 +874,17 @@ pub fn markdown(config: &ChainOfFocusConfig, r: &FocusReport) -> String {
             t.format / t.n.max(1) as f64
         ));
     }
-    md.push_str(
-        "\nBy question kind, all sizes (correct / asked):\n\n\
-         | model | mode | colour | shape |\n|---|---|---|---|\n",
-    );
+    md.push_str("\nBy question kind, all sizes (correct / asked):\n\n| model | mode |");
+    for kind in QuestionKind::ALL {
+        md.push_str(&format!(" {} |", kind.name()));
+    }
+    md.push_str(&format!(
+        "\n|---|---|{}\n",
+        "---|".repeat(QuestionKind::ALL.len())
+    ));
     for (name, e, mode) in report_rows(r) {
         md.push_str(&format!("| {name} | {} |", mode.label()));
-        for kind in [QuestionKind::Colour, QuestionKind::Shape] {
+        for kind in QuestionKind::ALL {
             match e.kind(mode, kind) {
                 Some(c) => md.push_str(&format!(" {}/{} |", c.correct, c.n)),
                 None => md.push_str(" – |"),

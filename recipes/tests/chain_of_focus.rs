@@ -140,7 +140,7 @@ fn short_run_writes_outputs_and_resumes() {
                 assert!(e.accuracy(mode, size).is_some());
             }
             // The same episodes split by question kind.
-            let by_kind: Vec<_> = [QuestionKind::Colour, QuestionKind::Shape]
+            let by_kind: Vec<_> = QuestionKind::ALL
                 .into_iter()
                 .filter_map(|k| e.kind(mode, k))
                 .collect();

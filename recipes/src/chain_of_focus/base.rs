@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn kinds_pick_stand_ins_of_the_same_size_and_keep_the_stream_otherwise() {
         let config = ChainOfFocusConfig::default();
-        let both = [QuestionKind::Colour, QuestionKind::Shape];
+        let both = QuestionKind::ALL;
         let mut shapes = 0;
         for i in 0..24 {
             let own = nth_example(&config, i, 5).unwrap();

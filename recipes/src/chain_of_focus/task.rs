@@ -28,6 +28,8 @@ pub enum QuestionKind {
 }
 
 impl QuestionKind {
+    pub const ALL: [Self; 2] = [Self::Colour, Self::Shape];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Colour => "colour",
