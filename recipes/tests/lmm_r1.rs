@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use recipes::eval::{EvalTarget, VerifiedTarget};
 use recipes::lmm_r1::{run, LmmR1Args, LmmR1Report};
 use recipes::single_turn::RunFlags;
@@ -252,4 +254,117 @@ fn bad_agent_share_is_a_clear_error() {
     };
     let err = run(args).unwrap_err().to_string();
     assert!(err.contains("agent_share"), "{err}");
+}
+
+fn base_args(out: &Path) -> recipes::lmm_r1::base::LmmBaseArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: recipes::lmm_r1::base::LmmBaseArgs,
+    }
+    let mut args = Cli::parse_from(["lmm-base"]).args;
+    args.config = root().join("recipes/configs/lmm-r1.toml");
+    args.init_from = root().join("assets/med-tiny");
+    args.out = out.to_path_buf();
+    args
+}
+
+/// The worked traces fit the recipe's answer budget, and what they put in
+/// `<answer>` is what the verifier counts as right.
+#[test]
+fn worked_text_traces_fit_the_budget_and_score_as_correct() {
+    let config: recipes::lmm_r1::LmmR1Config = toml::from_str(
+        &std::fs::read_to_string(root().join("recipes/configs/lmm-r1.toml")).unwrap(),
+    )
+    .unwrap();
+    let ckpt = recipes::single_turn::Checkpoint::open(&root().join("assets/med-tiny")).unwrap();
+    // The shipped config's 32 tokens (sized for med-tiny's short traces) do
+    // not hold them: lmm-base was run with 48 (docs/lmm-r1.md).
+    assert_eq!(config.eval_max_new_tokens, 32);
+    let budget = 48;
+    let registry = Registry::with_defaults();
+    let mut longest = 0;
+    for s in TextLogic.generate(2000, 3) {
+        let trace = recipes::lmm_r1::base::trace(&s.row);
+        assert_ne!(
+            trace,
+            recipes::pretrain::response_text(&s.row, false),
+            "shows the working"
+        );
+        let n = ckpt
+            .prompter
+            .tokenizer
+            .encode(&format!("{trace}<|im_end|>"))
+            .unwrap()
+            .len();
+        if n > longest {
+            eprintln!("{n} tokens: {trace}");
+        }
+        longest = longest.max(n);
+        let target = VerifiedTarget {
+            answer: s.row.answer.clone().unwrap(),
+            options: Vec::new(),
+            verifier: "numeric".into(),
+            groups: Default::default(),
+        };
+        let score = target
+            .score_completion(&registry, &trace, &RewardContext::at(0, 1))
+            .unwrap();
+        assert_eq!(score, (1.0, 1.0), "format and accuracy: {trace}");
+    }
+    assert!(
+        longest <= budget,
+        "the longest trace takes {longest} tokens, over the budget of {budget}"
+    );
+    // Visual-math rows keep the pretraining trace.
+    let vm = VisualMath::new(VisualMathConfig {
+        image_size: 56,
+        shuffle_options: true,
+    })
+    .unwrap();
+    for s in vm.generate(20, 3) {
+        assert_eq!(
+            recipes::lmm_r1::base::trace(&s.row),
+            recipes::pretrain::response_text(&s.row, false)
+        );
+    }
+}
+
+#[test]
+fn lmm_base_trains_and_writes_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lmm-tiny");
+    let mut args = base_args(&out);
+    common::short_base_run(&mut args.train, 4);
+    recipes::lmm_r1::base::run(args).unwrap();
+    let report = common::check_base_output(
+        &out,
+        "lmm_base_report.json",
+        &root().join("assets/med-tiny"),
+    );
+    let eval = &report["evals"][0];
+    assert_eq!(eval["text"]["n"], 4);
+    assert_eq!(eval["multimodal"]["n"], 4);
+}
+
+#[test]
+fn lmm_base_refuses_bad_shares_its_start_and_the_recipe_problems() {
+    let mut args = base_args(&root().join("assets/med-tiny"));
+    let err = recipes::lmm_r1::base::run(args.clone()).unwrap_err();
+    assert!(format!("{err:#}").contains("--out must differ"), "{err:#}");
+    let dir = tempfile::tempdir().unwrap();
+    args.out = dir.path().join("x");
+    // The recipe's held-out stream is seed + 1_000_003 = 1_000_003 (recipe
+    // seed 0); the base's SFT stream is --seed + 7_000_001.
+    args.seed = 1_000_003u64.wrapping_sub(7_000_001);
+    let err = recipes::lmm_r1::base::run(args.clone()).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("would repeat the recipe"),
+        "{err:#}"
+    );
+    args.seed = 17;
+    args.multimodal_share = 1.5;
+    let err = recipes::lmm_r1::base::run(args).unwrap_err();
+    assert!(format!("{err:#}").contains("--multimodal-share"), "{err:#}");
 }
