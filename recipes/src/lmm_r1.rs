@@ -19,7 +19,6 @@
 //! template the bundled model was pretrained with (`pretrain::data::prompt_text`).
 
 pub mod agent;
-pub mod base;
 pub mod text_compare;
 
 use std::collections::BTreeMap;
@@ -402,15 +401,10 @@ pub struct Sets {
 /// never the training ones.
 const TEST_SEED_OFFSET: u64 = 1_000_003;
 
-/// Seed of the synthetic held-out sets.
-fn test_seed(config: &LmmR1Config) -> u64 {
-    config.seed.wrapping_add(TEST_SEED_OFFSET)
-}
-
 fn datasets(config: &LmmR1Config, prompter: &VlPrompter) -> Result<Sets> {
     let (text_train, text_test, mm_train, mm_test) = match &config.data {
         None => {
-            let test_seed = test_seed(config);
+            let test_seed = config.seed.wrapping_add(TEST_SEED_OFFSET);
             (
                 text_samples(config, config.text_train_size, config.seed),
                 text_samples(config, config.text_test_size, test_seed),

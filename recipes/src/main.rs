@@ -35,10 +35,6 @@ enum Command {
     ZoomBase(chain_of_focus::base::ZoomBaseArgs),
     /// LMM-R1: text-only reasoning RL (FRE), then multimodal generalization (MGT).
     LmmR1(lmm_r1::LmmR1Args),
-    /// Reasoning base model: SFT on text-logic problems with their worked
-    /// arithmetic from a checkpoint, so that LMM-R1's FRE starts from a
-    /// model that reasons in text.
-    LmmBase(lmm_r1::base::LmmBaseArgs),
     /// Train the small bundled Qwen2-VL-architecture model from scratch.
     Pretrain(pretrain::PretrainArgs),
     /// Chat with (or complete a prompt on) a Hugging Face checkpoint directory.
@@ -63,6 +59,5 @@ fn main() -> Result<()> {
         Command::VideoBase(args) => video_rts::base::run(args),
         Command::ZoomBase(args) => chain_of_focus::base::run(args),
         Command::LmmR1(args) => lmm_r1::run(args),
-        Command::LmmBase(args) => lmm_r1::base::run(args),
     }
 }
