@@ -16,8 +16,20 @@ pub struct ParsedNumber {
     pub percent: bool,
 }
 
+// Every match holds a digit: a pattern whose parts are all optional
+// matches the empty string at each position, and walking those empty
+// matches was most of the time of a number search (docs/rewards.md). The
+// alternatives keep what that pattern matched: a mantissa, else an
+// exponent or a fraction alone (`e5`, `/2`, which then do not parse, so
+// `x/2` states no number).
 static NUMBER_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?\s*%?").ok()
+    let mantissa = r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)";
+    let exponent = r"[eE][-+]?\d+";
+    let fraction = r"\s*/\s*\d+(?:\.\d+)?";
+    Regex::new(&format!(
+        r"[-+−]?(?:{mantissa}(?:{exponent})?(?:{fraction})?|{exponent}(?:{fraction})?|{fraction})\s*%?"
+    ))
+    .ok()
 });
 
 fn parse_plain(s: &str) -> Option<f64> {
@@ -78,6 +90,11 @@ pub fn numbers_match(pred: ParsedNumber, truth: f64, rel_tol: f64, abs_tol: f64)
 /// `\frac{a}{b}` → `(a)/(b)`, `\sqrt{a}` → `sqrt(a)`, `\cdot`/`\times` → `*`,
 /// `\left`/`\right`/`$`/`\!`/`\,` removed, `{}` → `()`, `\%` → `%`.
 pub fn latex_to_plain(s: &str) -> String {
+    // Every rewrite below starts at one of these characters; plain answers
+    // (most of them) skip the dozen scans and copies.
+    if !s.contains(['\\', '$', '{', '}']) {
+        return s.to_string();
+    }
     let mut t = s.to_string();
     for (from, to) in [
         ("\\dfrac", "\\frac"),
@@ -339,6 +356,44 @@ mod tests {
         assert_eq!(eval_expr(&latex_to_plain("5 \\text{cm}")), Some(5.0));
         assert_eq!(eval_expr("1/0"), None);
         assert_eq!(eval_expr(&"(".repeat(10_000)), None);
+    }
+
+    /// The pattern before it required a digit (every part optional).
+    const OPTIONAL_PARTS: &str = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?\s*%?";
+
+    fn numbers_with(pattern: &str, s: &str) -> Vec<ParsedNumber> {
+        Regex::new(pattern)
+            .unwrap()
+            .find_iter(s)
+            .filter(|m| m.as_str().bytes().any(|b| b.is_ascii_digit()))
+            .filter_map(|m| {
+                let t = m.as_str().trim();
+                parse_plain(t.trim_end_matches('%')).map(|value| ParsedNumber {
+                    value,
+                    percent: t.ends_with('%'),
+                })
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn requiring_a_digit_finds_the_same_numbers(s in "[0-9 ,.+/%a-fxE\t−-]{0,24}") {
+            proptest::prop_assert_eq!(find_numbers(&s), numbers_with(OPTIONAL_PARTS, &s));
+        }
+    }
+
+    #[test]
+    fn exponents_and_fractions() {
+        assert_eq!(n("1.5e3"), Some(1500.0));
+        assert_eq!(find_numbers("x 2e-3 y").pop().map(|p| p.value), Some(0.002));
+        assert_eq!(
+            find_numbers("3 / 4 of it").pop().map(|p| p.value),
+            Some(0.75)
+        );
+        // A fraction or exponent with no number before it states none.
+        assert!(find_numbers("x/2").is_empty());
+        assert!(find_numbers("file5").is_empty());
     }
 
     #[test]
