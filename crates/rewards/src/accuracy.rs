@@ -270,12 +270,16 @@ impl Default for MathVerifier {
 
 fn math_string(s: &str) -> String {
     let p = latex_to_plain(s);
-    p.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect::<String>()
-        .trim_end_matches('.')
-        .to_string()
+    let mut out = String::with_capacity(p.len());
+    for c in p.chars().filter(|c| !c.is_whitespace()) {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out.truncate(out.trim_end_matches('.').len());
+    out
 }
 
 /// `true` when `pred` and `gold` denote the same value (see [`MathVerifier`]).

@@ -112,19 +112,28 @@ pub fn latex_to_plain(s: &str) -> String {
         ("^\\circ", ""),
         ("^{\\circ}", ""),
         ("\\pi", "pi"),
+        // \frac{a}{b} → frac(a)(b); \sqrt{a} → sqrt(a): commands, then braces.
+        ("\\frac", "frac"),
+        ("\\sqrt", "sqrt"),
+        ("\\text", "text"),
+        ("\\mathrm", "text"),
     ] {
-        if t.contains(from) {
+        if contains_short(&t, from) {
             t = t.replace(from, to);
         }
     }
-    // \frac{a}{b} → ((a)/(b)); \sqrt{a} → sqrt(a). Braces already balanced or not, we
-    // just map commands then braces.
-    t = t
-        .replace("\\frac", "frac")
-        .replace("\\sqrt", "sqrt")
-        .replace("\\text", "text")
-        .replace("\\mathrm", "text");
-    t.replace('{', "(").replace('}', ")")
+    if t.contains(['{', '}']) {
+        t = t.replace('{', "(").replace('}', ")");
+    }
+    t
+}
+
+/// `hay.contains(needle)` without building a substring searcher: answers
+/// are short, and the searcher's set-up cost more than the scan.
+fn contains_short(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 /// Recursion limit of the expression parser (deeply nested input returns `None`).

@@ -5,24 +5,44 @@ use crate::types::{wrong_truth, GroundTruth, Reward, RewardContext};
 use crate::verifier::Verifier;
 use serde::{Deserialize, Serialize};
 
-/// Levenshtein distance over Unicode scalar values (two-row DP, O(n·m)).
+/// Levenshtein distance over Unicode scalar values (one-row DP, O(n·m) after
+/// the common prefix and suffix, which never change the distance, are cut:
+/// a near-miss answer costs little more than its differing middle).
 pub fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
+    if a.is_ascii() && b.is_ascii() {
+        edit_distance(a.as_bytes(), b.as_bytes())
+    } else {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        edit_distance(&a, &b)
+    }
+}
+
+fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a, b) = (&a[..a.len() - suffix], &b[..b.len() - suffix]);
     if a.is_empty() {
         return b.len();
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0usize; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+    // row[j] = distance between the first i items of `a` and of `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(x != y);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j + 1] + 1).min(row[j] + 1);
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()]
+    row[b.len()]
 }
 
 /// Normalized Levenshtein distance `d(a, b) / max(|a|, |b|)` (0 for two empty strings).
@@ -136,6 +156,30 @@ mod tests {
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("héllo", "hello"), 1);
         assert_eq!(normalized_edit_distance("", ""), 0.0);
+    }
+
+    /// The textbook two-row DP over chars, without the prefix/suffix cut
+    /// or the byte path.
+    fn reference(a: &str, b: &str) -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn levenshtein_matches_the_textbook_dp(a in "[ab é]{0,12}", b in "[ab é]{0,12}") {
+            proptest::prop_assert_eq!(levenshtein(&a, &b), reference(&a, &b));
+        }
     }
 
     #[test]

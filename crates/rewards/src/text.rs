@@ -17,7 +17,14 @@ pub fn answer_region<'a>(completion: &'a str, tag: &str, require_tag: bool) -> O
 
 /// Content of the last `\boxed{…}` (or `\fbox{…}`), braces balanced.
 pub fn last_boxed(s: &str) -> Option<&str> {
-    let start = s.rfind("\\boxed").or_else(|| s.rfind("\\fbox"))?;
+    // Walk the backslashes from the end (a byte search) rather than run a
+    // substring search over the whole completion for each command.
+    let last = |command: &str| {
+        s.rmatch_indices('\\')
+            .map(|(i, _)| i)
+            .find(|&i| s[i + 1..].starts_with(command))
+    };
+    let start = last("boxed").or_else(|| last("fbox"))?;
     let rest = s.get(start..)?;
     let open = rest.find('{')?;
     // Only whitespace between the command and its brace.
@@ -54,7 +61,11 @@ pub fn normalize_whitespace_case(s: &str, lowercase: bool) -> String {
         if !out.is_empty() {
             out.push(' ');
         }
-        if lowercase {
+        if lowercase && w.is_ascii() {
+            let start = out.len();
+            out.push_str(w);
+            out[start..].make_ascii_lowercase();
+        } else if lowercase {
             out.extend(w.chars().flat_map(char::to_lowercase));
         } else {
             out.push_str(w);
