@@ -272,12 +272,11 @@ pub fn hungarian_match(
         return Vec::new();
     }
     let m = iou_matrix(preds, truths);
+    // Lowercased once: the score runs for every (pred, truth) pair.
+    let pl: Vec<String> = preds.iter().map(|p| p.label.to_lowercase()).collect();
+    let tl: Vec<String> = truths.iter().map(|t| t.label.to_lowercase()).collect();
     let score = |p: usize, t: usize| -> f64 {
-        let ok = !use_labels
-            || preds
-                .get(p)
-                .zip(truths.get(t))
-                .is_some_and(|(a, b)| a.label.to_lowercase() == b.label.to_lowercase());
+        let ok = !use_labels || pl.get(p).zip(tl.get(t)).is_some_and(|(a, b)| a == b);
         let v = if ok {
             m.get(p).and_then(|r| r.get(t)).copied().unwrap_or(0.0)
         } else {
