@@ -28,7 +28,8 @@ fn tag_positions<'a>(
     tag: &'a str,
     closing: bool,
 ) -> impl DoubleEndedIterator<Item = (usize, usize)> + 'a {
-    let slash = usize::from(closing);
+    // `<`, the optional `/`, the tag, `>`.
+    let len = 2 + usize::from(closing) + tag.len();
     text.match_indices('<').filter_map(move |(i, _)| {
         let after = text.get(i + 1..)?;
         let name = if closing {
@@ -36,8 +37,7 @@ fn tag_positions<'a>(
         } else {
             after
         };
-        let end = i + 1 + slash + tag.len();
-        (name.starts_with(tag) && name.get(tag.len()..)?.starts_with('>')).then_some((i, end + 1))
+        (name.starts_with(tag) && name.get(tag.len()..)?.starts_with('>')).then_some((i, i + len))
     })
 }
 

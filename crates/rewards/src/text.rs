@@ -22,7 +22,7 @@ pub fn last_boxed(s: &str) -> Option<&str> {
     let last = |command: &str| {
         s.rmatch_indices('\\')
             .map(|(i, _)| i)
-            .find(|&i| s[i + 1..].starts_with(command))
+            .find(|&i| s.get(i + 1..).is_some_and(|t| t.starts_with(command)))
     };
     let start = last("boxed").or_else(|| last("fbox"))?;
     let rest = s.get(start..)?;
