@@ -378,7 +378,7 @@ mod tests {
 
     fn numbers_with(pattern: &str, s: &str) -> Vec<ParsedNumber> {
         Regex::new(pattern)
-            .unwrap()
+            .expect("the reference pattern compiles")
             .find_iter(s)
             .filter(|m| m.as_str().bytes().any(|b| b.is_ascii_digit()))
             .filter_map(|m| {
